@@ -1,0 +1,3 @@
+from x0tta6bl4.identity.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""Service configuration from ``X0_*`` environment variables and an optional file.
+
+Precedence: environment over file over defaults. Every value is validated at start-up, and all
+problems are reported at once, each naming the setting (``X0_GRPC_ADDR: ...``).
+
+The optional file (``X0_CONFIG_FILE``) is YAML or JSON mapping the same names without the prefix,
+in lower case (``grpc_addr: 127.0.0.1:7001``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from x0tta6bl4.platform.errors import ConfigError
+
+SERVICES = ("identity", "policy", "consensus", "sync", "healer", "ops")
+TRUST_DOMAIN = "x0tta6bl4.mesh"
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Validated settings of one service process."""
+
+    service: str
+    namespace: str = "local"
+    trust_domain: str = TRUST_DOMAIN
+    grpc_addr: HostPort = HostPort("127.0.0.1", 0)
+    http_addr: HostPort = HostPort("127.0.0.1", 0)
+    spiffe_socket: str = ""
+    opa_url: str = "http://127.0.0.1:8181"
+    authz_timeout_s: float = 0.25
+    authz_cache_ttl_s: float = 1.0
+    max_connection_age_s: float = 300.0
+    drain_timeout_s: float = 15.0
+    svid_timeout_s: float = 60.0
+    state_dir: str = ""
+    log_level: str = "info"
+    dependencies: dict[str, HostPort] = dataclasses.field(default_factory=dict)
+    dependency_probe_interval_s: float = 2.0
+
+    @property
+    def spiffe_id(self) -> str:
+        return spiffe_id_for(self.service, self.namespace, self.trust_domain)
+
+    @property
+    def dns_name(self) -> str:
+        return dns_name_for(self.service, self.namespace)
+
+
+def spiffe_id_for(service: str, namespace: str = "local", trust_domain: str = TRUST_DOMAIN) -> str:
+    """The SPIFFE ID of a workload: ``spiffe://<td>/ns/<namespace>/sa/<service>``."""
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service}"
+
+
+def dns_name_for(service: str, namespace: str = "local") -> str:
+    """The DNS SAN a service's server SVID carries, which clients verify (``<svc>.<ns>.svc``)."""
+    return f"{service}.{namespace}.svc"
+
+
+def _host_port(value: str) -> HostPort:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected host:port, got {value!r}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port must be 0-65535, got {port!r}")
+    return HostPort(host.strip("[]"), int(port))
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"must be > 0, got {value!r}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = _positive_float(value) if value.strip() not in ("0", "0.0") else 0.0
+    return number
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+        return value.lower()
+
+    return parse
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"must be a DNS label (lower-case letters, digits, '-'), got {value!r}")
+    return value
+
+
+def _trust_domain(value: str) -> str:
+    if not _TRUST_DOMAIN.match(value):
+        raise ValueError(f"must be a trust domain name like {TRUST_DOMAIN}, got {value!r}")
+    return value
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _socket(value: str) -> str:
+    path = value.removeprefix("unix://").removeprefix("unix:")
+    if not path.startswith("/"):
+        raise ValueError(f"must be an absolute unix socket path (unix:///path), got {value!r}")
+    return path
+
+
+def _dependencies(value: str) -> dict[str, HostPort]:
+    deps: dict[str, HostPort] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, addr = item.partition("=")
+        if not sep or name not in SERVICES:
+            raise ValueError(f"expected service=host:port items (services: {', '.join(SERVICES)})"
+                             f", got {item!r}")
+        deps[name] = _host_port(addr)
+    return deps
+
+
+def _text(value: str) -> str:
+    return value
+
+
+# setting name (without prefix) -> parser
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "namespace": _dns_label,
+    "trust_domain": _trust_domain,
+    "grpc_addr": _host_port,
+    "http_addr": _host_port,
+    "spiffe_socket": _socket,
+    "opa_url": _url,
+    "authz_timeout_s": _positive_float,
+    "authz_cache_ttl_s": _non_negative_float,
+    "max_connection_age_s": _positive_float,
+    "drain_timeout_s": _positive_float,
+    "svid_timeout_s": _positive_float,
+    "state_dir": _text,
+    "log_level": _one_of(_LOG_LEVELS),
+    "dependencies": _dependencies,
+    "dependency_probe_interval_s": _positive_float,
+}
+
+
+def env_name(setting: str) -> str:
+    return "X0_" + setting.upper()
+
+
+def _read_file(path: str) -> tuple[dict[str, Any], list[str]]:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        return {}, [f"X0_CONFIG_FILE: cannot read {path}: {err.strerror}"]
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        return {}, [f"X0_CONFIG_FILE: {path} is not valid YAML/JSON: {err}"]
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        return {}, [f"X0_CONFIG_FILE: {path} must hold a mapping of setting names to values"]
+    return data, []
+
+
+def load_settings(service: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build validated settings for ``service``; raise ConfigError naming every bad value."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    if service not in SERVICES:
+        problems.append(f"service: unknown service {service!r} (known: {', '.join(SERVICES)})")
+
+    raw: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    if env.get("X0_CONFIG_FILE"):
+        file_values, file_problems = _read_file(env["X0_CONFIG_FILE"])
+        problems += file_problems
+        for key, value in file_values.items():
+            name = str(key).lower()
+            if name not in _PARSERS:
+                problems.append(f"X0_CONFIG_FILE: unknown setting {key!r}")
+                continue
+            raw[name] = str(value)
+            origin[name] = f"{name} (in X0_CONFIG_FILE)"
+    for key, value in env.items():
+        if not key.startswith("X0_") or key == "X0_CONFIG_FILE":
+            continue
+        name = key[3:].lower()
+        if name in _PARSERS:
+            raw[name] = value
+            origin[name] = key
+    if "spiffe_socket" not in raw and env.get("SPIFFE_ENDPOINT_SOCKET"):
+        raw["spiffe_socket"] = env["SPIFFE_ENDPOINT_SOCKET"]
+        origin["spiffe_socket"] = "SPIFFE_ENDPOINT_SOCKET"
+
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        try:
+            values[name] = _PARSERS[name](text.strip())
+        except ValueError as err:
+            problems.append(f"{origin[name]}: {err}")
+    if "spiffe_socket" not in values and "spiffe_socket" not in raw:
+        problems.append("X0_SPIFFE_SOCKET: not set (nor SPIFFE_ENDPOINT_SOCKET); the Workload "
+                        "API socket is required")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(service=service, **values)

@@ -1,0 +1,79 @@
+# Who may call what in the x0tta6bl4 mesh. Asked by every service's OPA sidecar for every RPC.
+#
+# input: {caller, namespace, service, grpc_service, method, metadata, time}
+#   caller        SPIFFE ID from the client certificate (mTLS-authenticated)
+#   namespace     the namespace of the service being called
+#   service       the service being called (identity, policy, consensus, sync, healer, ops)
+#   grpc_service  fully-qualified gRPC service name, e.g. x0tta6bl4.consensus.v1.KVService
+#   method        the RPC method name
+#
+# Callers are identified by SPIFFE IDs of the form spiffe://x0tta6bl4.mesh/ns/<ns>/sa/<name>.
+# A caller from another trust domain or another namespace is denied everything.
+package x0tta6bl4.authz
+
+import rego.v1
+
+default allow := false
+
+trust_domain := "x0tta6bl4.mesh"
+
+# The suite's own workloads, plus "operator": the identity of a human's `x0` CLI.
+members := {"identity", "policy", "consensus", "sync", "healer", "ops", "operator"}
+
+# Parsed caller identity, defined only for a well-formed SPIFFE ID of our trust domain.
+caller := {"namespace": parts[2], "name": parts[4]} if {
+	prefix := concat("", ["spiffe://", trust_domain])
+	startswith(input.caller, concat("", [prefix, "/"]))
+	parts := split(substring(input.caller, count(prefix), -1), "/")
+	count(parts) == 5
+	parts[0] == ""
+	parts[1] == "ns"
+	parts[3] == "sa"
+}
+
+same_namespace if caller.namespace == input.namespace
+
+# Every member may check health, use reflection and ask WhoAmI.
+open_to_members := {
+	"grpc.health.v1.Health",
+	"grpc.reflection.v1alpha.ServerReflection",
+	"grpc.reflection.v1.ServerReflection",
+	"x0tta6bl4.platform.v1.DiagnosticsService",
+}
+
+allow if {
+	same_namespace
+	caller.name in members
+	input.grpc_service in open_to_members
+}
+
+# The service APIs: service -> gRPC service -> callers. Later issues extend this matrix.
+grants := {
+	"consensus": {
+		"x0tta6bl4.consensus.v1.KVService": {"policy", "ops", "healer", "identity", "operator"},
+		"x0tta6bl4.consensus.v1.ClusterService": {"ops", "healer", "operator"},
+		"x0tta6bl4.consensus.v1.RaftService": {"consensus"},
+	},
+	"sync": {
+		"x0tta6bl4.sync.v1.SyncService": {"healer", "ops", "policy", "identity", "operator"},
+		"x0tta6bl4.sync.v1.ReplicationService": {"sync"},
+	},
+}
+
+allow if {
+	same_namespace
+	caller.name in grants[input.service][input.grpc_service]
+}
+
+# Why a call was denied, for decision logs and debugging (`opa eval data.x0tta6bl4.authz.reasons`).
+reasons contains "caller is not a SPIFFE ID of this trust domain" if not caller
+
+reasons contains "caller is in another namespace" if {
+	caller
+	not same_namespace
+}
+
+reasons contains "caller is not allowed to call this gRPC service" if {
+	same_namespace
+	not allow
+}

@@ -1,0 +1,80 @@
+package x0tta6bl4.authz_test
+
+import rego.v1
+
+import data.x0tta6bl4.authz
+
+call(caller, service, grpc_service) := {
+	"caller": caller,
+	"namespace": "local",
+	"service": service,
+	"grpc_service": grpc_service,
+	"method": "M",
+	"metadata": {},
+	"time": "2026-11-27T10:00:00.000000Z",
+}
+
+sa(name) := concat("", ["spiffe://x0tta6bl4.mesh/ns/local/sa/", name])
+
+test_members_may_ask_whoami if {
+	every name in {"identity", "policy", "consensus", "sync", "healer", "ops", "operator"} {
+		authz.allow with input as call(sa(name), "identity", "x0tta6bl4.platform.v1.DiagnosticsService")
+	}
+}
+
+test_members_may_check_health if {
+	authz.allow with input as call(sa("healer"), "sync", "grpc.health.v1.Health")
+}
+
+test_unknown_workload_is_denied_whoami if {
+	not authz.allow with input as call(sa("intruder"), "identity", "x0tta6bl4.platform.v1.DiagnosticsService")
+}
+
+test_other_trust_domain_is_denied if {
+	not authz.allow with input as call(
+		"spiffe://evil.example/ns/local/sa/ops", "identity",
+		"x0tta6bl4.platform.v1.DiagnosticsService",
+	)
+}
+
+test_lookalike_trust_domain_is_denied if {
+	not authz.allow with input as call(
+		"spiffe://x0tta6bl4.mesh.evil/ns/local/sa/ops", "identity",
+		"x0tta6bl4.platform.v1.DiagnosticsService",
+	)
+}
+
+test_other_namespace_is_denied if {
+	not authz.allow with input as call(
+		"spiffe://x0tta6bl4.mesh/ns/prod/sa/ops", "identity",
+		"x0tta6bl4.platform.v1.DiagnosticsService",
+	)
+}
+
+test_malformed_ids_are_denied if {
+	every id in {
+		"", "spiffe://x0tta6bl4.mesh", "spiffe://x0tta6bl4.mesh/ns/local/sa/ops/extra",
+		"spiffe://x0tta6bl4.mesh/sa/local/ns/ops", "https://x0tta6bl4.mesh/ns/local/sa/ops",
+	} {
+		not authz.allow with input as call(id, "identity", "x0tta6bl4.platform.v1.DiagnosticsService")
+	}
+}
+
+test_only_consensus_peers_speak_raft if {
+	authz.allow with input as call(sa("consensus"), "consensus", "x0tta6bl4.consensus.v1.RaftService")
+	not authz.allow with input as call(sa("ops"), "consensus", "x0tta6bl4.consensus.v1.RaftService")
+}
+
+test_kv_grants if {
+	authz.allow with input as call(sa("policy"), "consensus", "x0tta6bl4.consensus.v1.KVService")
+	not authz.allow with input as call(sa("sync"), "consensus", "x0tta6bl4.consensus.v1.KVService")
+}
+
+test_grants_do_not_leak_across_services if {
+	not authz.allow with input as call(sa("consensus"), "sync", "x0tta6bl4.consensus.v1.RaftService")
+}
+
+test_denial_reasons if {
+	"caller is not allowed to call this gRPC service" in authz.reasons with input as call(sa("sync"), "consensus", "x0tta6bl4.consensus.v1.KVService")
+	"caller is in another namespace" in authz.reasons with input as call("spiffe://x0tta6bl4.mesh/ns/prod/sa/ops", "identity", "x0tta6bl4.platform.v1.DiagnosticsService")
+}

@@ -1,0 +1,163 @@
+"""Run one service process: SVID, OPA authz, mTLS gRPC server, HTTP health, graceful shutdown.
+
+``serve(settings, register)`` is the whole life of a process:
+
+1. start /healthz, /readyz (false until the SVID is loaded and OPA answers) and /metrics;
+2. wait for the first SVID from the Workload API;
+3. serve gRPC over mTLS (credentials fetched per handshake, bounded connection age) with the
+   platform interceptor, health, reflection, Diagnostics and whatever ``register`` adds;
+4. on SIGTERM/SIGINT: report NOT_SERVING and not ready, let in-flight RPCs finish within
+   ``drain_timeout_s``, flush telemetry, return 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+from collections.abc import Awaitable, Callable
+
+import grpc
+import structlog
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from x0tta6bl4.platform.authz import OpaAuthorizer
+from x0tta6bl4.platform.config import Settings
+from x0tta6bl4.platform.credentials import server_credentials
+from x0tta6bl4.platform.dependencies import DependencyProbes
+from x0tta6bl4.platform.diagnostics import Diagnostics
+from x0tta6bl4.platform.health import HttpEndpoints, Readiness
+from x0tta6bl4.platform.interceptors import PlatformInterceptor
+from x0tta6bl4.platform.svid import SvidMaterial, SvidSource
+from x0tta6bl4.platform.telemetry import SVID_EXPIRY, SVID_ROTATIONS, Telemetry
+from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a service's ``register`` hook gets to build its servicers with."""
+
+    settings: Settings
+    svids: SvidSource
+    telemetry: Telemetry
+    readiness: Readiness
+
+
+# Adds the service's servicers to the server; returns their full service names.
+Register = Callable[[aio.Server, Runtime], Awaitable[list[str]]]
+
+
+def _record_svid(service: str) -> Callable[[SvidMaterial], None]:
+    def record(material: SvidMaterial) -> None:
+        SVID_EXPIRY.labels(material.spiffe_id).set(material.expires_at.timestamp())
+        SVID_ROTATIONS.labels(service).inc()
+
+    return record
+
+
+async def serve(settings: Settings, register: Register | None = None,
+                *, stop: asyncio.Event | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set); return the process exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    telemetry = Telemetry(settings.service)
+    readiness = Readiness()
+    svids = SvidSource(settings.spiffe_socket)
+    svids.subscribe(_record_svid(settings.service))
+    authorizer = OpaAuthorizer(settings.opa_url, settings.service, settings.namespace,
+                               timeout_s=settings.authz_timeout_s,
+                               cache_ttl_s=settings.authz_cache_ttl_s)
+
+    async def svid_loaded() -> tuple[bool, str]:
+        material = svids.current
+        if material is None:
+            return False, "waiting for an SVID from the Workload API"
+        return True, f"{material.spiffe_id} until {material.expires_at.isoformat()}"
+
+    async def opa_answers() -> tuple[bool, str]:
+        return (True, "") if await authorizer.ping() else (False, "OPA sidecar does not answer")
+
+    readiness.add("svid", svid_loaded)
+    readiness.add("opa", opa_answers)
+    probes = DependencyProbes(settings.service, settings.namespace, svids, settings.dependencies,
+                              interval_s=settings.dependency_probe_interval_s,
+                              tracer_provider=telemetry.tracer_provider)
+    if settings.dependencies:
+        readiness.add("dependencies", probes.ready)
+    http = HttpEndpoints(readiness, settings.http_addr.host, settings.http_addr.port)
+    await http.start()
+    svids.start()
+    log.info("starting", spiffe_id=settings.spiffe_id, http_port=http.port,
+             spiffe_socket=settings.spiffe_socket)
+
+    server: aio.Server | None = None
+    health = HealthServicer()
+    try:
+        waiter = asyncio.ensure_future(asyncio.to_thread(svids.wait_loaded, settings.svid_timeout_s))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.is_set():
+            waiter.cancel()
+            return 0
+        if not waiter.result():
+            log.error("no_svid", timeout_s=settings.svid_timeout_s,
+                      hint="is the SPIRE agent running and is there a registration entry?")
+            return 1
+
+        server = aio.server(
+            interceptors=[aio_server_interceptor(tracer_provider=telemetry.tracer_provider),
+                          PlatformInterceptor(settings.service, authorizer)],
+            options=[
+                ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(settings.drain_timeout_s * 1000)),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        diagnostics_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
+            Diagnostics(settings.service, svids), server)
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        names = [diagnostics_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name]
+        if register is not None:
+            names += await register(server, Runtime(settings, svids, telemetry, readiness))
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME], server)
+        port = server.add_secure_port(str(settings.grpc_addr), server_credentials(svids))
+        if port == 0:
+            log.error("grpc_bind_failed", addr=str(settings.grpc_addr))
+            return 1
+        await server.start()
+        for name in ["", *names]:
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        probes.start()
+        log.info("serving", grpc_port=port, http_port=http.port, services=names)
+        await stop.wait()
+
+        log.info("draining", timeout_s=settings.drain_timeout_s)
+        readiness.draining = True
+        await health.enter_graceful_shutdown()
+        await server.stop(grace=settings.drain_timeout_s)
+        log.info("stopped")
+        return 0
+    finally:
+        if server is not None:
+            await server.stop(grace=None)
+        await probes.close()
+        svids.close()
+        await authorizer.close()
+        await http.stop()
+        telemetry.shutdown(timeout_s=min(5.0, settings.drain_timeout_s))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+

@@ -1,0 +1,8 @@
+"""Process entry point of the sync service."""
+
+from x0tta6bl4.platform.main import run
+
+
+def main() -> int:
+    # The sync API is not built yet: the process serves Diagnostics, health and reflection.
+    return run("sync")
