@@ -1,10 +1,10 @@
 """The `x0` command.
 
-    x0 serve <service>          run one service process (config from X0_* variables)
-    x0 up [--state-dir DIR]     run the whole local suite under supervisord, wait until ready
-    x0 status [--json]          every component: address, ready, SPIFFE ID, SVID expiry
-    x0 whoami <service>         call Diagnostics.WhoAmI over mTLS as the operator
-    x0 down                     stop everything
+x0 serve <service>          run one service process (config from X0_* variables)
+x0 up [--state-dir DIR]     run the whole local suite under supervisord, wait until ready
+x0 status [--json]          every component: address, ready, SPIFFE ID, SVID expiry
+x0 whoami <service>         call Diagnostics.WhoAmI over mTLS as the operator
+x0 down                     stop everything
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from x0tta6bl4.platform.config import SERVICES
@@ -44,17 +45,20 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     print()
     _print_table(status(plan))
-    print(f"\nlogs: {plan.logs_dir}    stop: make down\n"
-          f"try:  x0 whoami identity    (or: x0 status --json)")
+    print(
+        f"\nlogs: {plan.logs_dir}    stop: make down\n"
+        f"try:  x0 whoami identity    (or: x0 status --json)"
+    )
     return 0
 
 
-def _print_table(rows: list[object]) -> None:
+def _print_table(rows: Sequence[object]) -> None:
     print(f"{'COMPONENT':<16} {'READY':<6} {'ADDRESS':<52} SPIFFE ID / DETAIL")
     for row in rows:
         r = dataclasses.asdict(row)  # type: ignore[call-overload]
-        extra = r["spiffe_id"] + (f" (SVID until {r['svid_expires_at']})"
-                                  if r["svid_expires_at"] else "")
+        extra = r["spiffe_id"] + (
+            f" (SVID until {r['svid_expires_at']})" if r["svid_expires_at"] else ""
+        )
         if not r["ready"] and r["detail"]:
             extra += f"  [{r['detail']}]"
         print(f"{r['name']:<16} {'yes' if r['ready'] else 'NO':<6} {r['address']:<52} {extra}")
@@ -71,8 +75,15 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     rows = status(plan)
     if args.json:
-        print(json.dumps({"components": [dataclasses.asdict(r) for r in rows],
-                          "ready": all(r.ready for r in rows)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "components": [dataclasses.asdict(r) for r in rows],
+                    "ready": all(r.ready for r in rows),
+                },
+                indent=2,
+            )
+        )
     else:
         _print_table(list(rows))
     return 0 if all(r.ready for r in rows) else 1
@@ -107,20 +118,31 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service process")
     serve.add_argument("service", choices=SERVICES)
     serve.set_defaults(run=_serve)
-    for name, func, text in (("up", _up, "run the local suite and wait until ready"),
-                             ("status", _status, "report every component of the local suite"),
-                             ("down", _down, "stop the local suite"),
-                             ("whoami", _whoami, "call WhoAmI on a service as the operator")):
+    for name, func, text in (
+        ("up", _up, "run the local suite and wait until ready"),
+        ("status", _status, "report every component of the local suite"),
+        ("down", _down, "stop the local suite"),
+        ("whoami", _whoami, "call WhoAmI on a service as the operator"),
+    ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--state-dir", help=f"suite state directory (default {DEFAULT_STATE_DIR}"
-                         " or $X0_SUITE_DIR)")
+        cmd.add_argument(
+            "--state-dir",
+            help=f"suite state directory (default {DEFAULT_STATE_DIR} or $X0_SUITE_DIR)",
+        )
         cmd.set_defaults(run=func)
         if name == "up":
-            cmd.add_argument("--port-base", type=int,
-                             default=int(os.environ.get("X0_PORT_BASE", "17000")),
-                             help="ports are allocated from here (default 17000)")
-            cmd.add_argument("--svid-ttl", type=int, default=900,
-                             help="X.509 SVID TTL in seconds for the workloads (default 900)")
+            cmd.add_argument(
+                "--port-base",
+                type=int,
+                default=int(os.environ.get("X0_PORT_BASE", "17000")),
+                help="ports are allocated from here (default 17000)",
+            )
+            cmd.add_argument(
+                "--svid-ttl",
+                type=int,
+                default=900,
+                help="X.509 SVID TTL in seconds for the workloads (default 900)",
+            )
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "whoami":

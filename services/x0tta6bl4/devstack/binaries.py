@@ -10,7 +10,8 @@ from pathlib import Path
 class MissingTool(RuntimeError):
     def __init__(self, name: str) -> None:
         super().__init__(
-            f"{name} is not installed: run `make tools` (tools/build.sh) to build or install it")
+            f"{name} is not installed: run `make tools` (tools/build.sh) to build or install it"
+        )
         self.name = name
 
 

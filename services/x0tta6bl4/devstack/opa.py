@@ -20,11 +20,18 @@ def opa_command(port: int, *, policies: Path | None = None) -> list[str]:
     ``decision_id`` with each answer; the service puts it into its log line and span.
     """
     return [
-        find("opa"), "run", "--server",
-        "--addr", f"127.0.0.1:{port}",
-        "--diagnostic-addr", "",
-        "--log-format", "json",
-        "--set", "decision_logs.console=true",
-        "--ignore", "*_test.rego",
+        find("opa"),
+        "run",
+        "--server",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--diagnostic-addr",
+        "",
+        "--log-format",
+        "json",
+        "--set",
+        "decision_logs.console=true",
+        "--ignore",
+        "*_test.rego",
         str(policies or policy_dir()),
     ]

@@ -10,21 +10,29 @@ from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 
-async def whoami(plan: SuitePlan, service: str, *, timeout_s: float = 5.0
-                 ) -> diagnostics_pb2.WhoAmIResponse:
+async def whoami(
+    plan: SuitePlan, service: str, *, timeout_s: float = 5.0
+) -> diagnostics_pb2.WhoAmIResponse:
     svids = SvidSource(str(plan.agent_socket(OPERATOR)))
     svids.start()
     try:
         if not await asyncio.to_thread(svids.wait_loaded, timeout_s):
             raise TimeoutError(f"no operator SVID from {plan.agent_socket(OPERATOR)}")
-        client = MeshClient(svids, address=f"127.0.0.1:{plan.grpc_port(service)}",
-                            target_service=service, caller_service=OPERATOR,
-                            namespace=plan.namespace, default_timeout_s=timeout_s)
+        client = MeshClient(
+            svids,
+            address=f"127.0.0.1:{plan.grpc_port(service)}",
+            target_service=service,
+            caller_service=OPERATOR,
+            namespace=plan.namespace,
+            default_timeout_s=timeout_s,
+        )
         try:
             return await client.call(
                 lambda ch, t: diagnostics_pb2_grpc.DiagnosticsServiceStub(ch).WhoAmI(
-                    diagnostics_pb2.WhoAmIRequest(), timeout=t),
-                idempotent=True)
+                    diagnostics_pb2.WhoAmIRequest(), timeout=t
+                ),
+                idempotent=True,
+            )
         finally:
             await client.close()
     finally:

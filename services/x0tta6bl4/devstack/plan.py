@@ -81,9 +81,17 @@ class SuitePlan:
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.plan_file.write_text(json.dumps({
-            "port_base": self.port_base, "namespace": self.namespace,
-            "svid_ttl_s": self.svid_ttl_s}, indent=2) + "\n")
+        self.plan_file.write_text(
+            json.dumps(
+                {
+                    "port_base": self.port_base,
+                    "namespace": self.namespace,
+                    "svid_ttl_s": self.svid_ttl_s,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     @classmethod
     def load(cls, state_dir: Path) -> SuitePlan:
@@ -91,8 +99,12 @@ class SuitePlan:
         if not path.exists():
             raise FileNotFoundError(f"no local suite in {state_dir} (run `make up` first)")
         data = json.loads(path.read_text())
-        return cls(state_dir=state_dir, port_base=int(data["port_base"]),
-                   namespace=str(data["namespace"]), svid_ttl_s=int(data["svid_ttl_s"]))
+        return cls(
+            state_dir=state_dir,
+            port_base=int(data["port_base"]),
+            namespace=str(data["namespace"]),
+            svid_ttl_s=int(data["svid_ttl_s"]),
+        )
 
 
 def prometheus_config(plan: SuitePlan) -> str:

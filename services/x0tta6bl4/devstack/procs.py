@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,8 +12,15 @@ from pathlib import Path
 
 
 class ManagedProcess:
-    def __init__(self, name: str, argv: Sequence[str], *, log_path: Path,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -29,8 +37,14 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True)
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
         return self
 
     def running(self) -> bool:
@@ -51,10 +65,8 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.popen.wait(5)
-        try:  # leftovers of the group
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # leftovers of the group
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         return self.popen.returncode
 
     def log_tail(self, lines: int = 30) -> str:
@@ -64,8 +76,14 @@ class ManagedProcess:
             return "(no log)"
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout_s: float, what: str,
-               interval_s: float = 0.1, diagnose: Callable[[], str] | None = None) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.1,
+    diagnose: Callable[[], str] | None = None,
+) -> None:
     """Poll ``predicate`` until true; raise TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -28,8 +28,10 @@ class SpireError(RuntimeError):
 def _run(argv: list[str], timeout_s: float = 30.0) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
     if result.returncode != 0:
-        raise SpireError(f"{' '.join(argv[:3])} failed ({result.returncode}): "
-                         f"{(result.stderr or result.stdout).strip()}")
+        raise SpireError(
+            f"{' '.join(argv[:3])} failed ({result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()}"
+        )
     return result.stdout
 
 
@@ -45,9 +47,21 @@ class Entry:
 class SpireServer:
     """A SPIRE server rooted at ``root`` listening on 127.0.0.1:``port``."""
 
-    def __init__(self, root: Path, *, port: int, trust_domain: str = TRUST_DOMAIN,
-                 ca_ttl: str = "24h", default_x509_svid_ttl: str = "1h") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int,
+        trust_domain: str = TRUST_DOMAIN,
+        ca_ttl: str = "24h",
+        default_x509_svid_ttl: str = "1h",
+        sync_interval: str = "",
+    ) -> None:
+        """``sync_interval`` (e.g. "1s") shortens how long new entries take to reach workloads:
+        the server's entry-cache reload and the agents' sync with the server (SPIRE's
+        experimental settings; both default to 5 s). Local suites and tests use it."""
         self.root = root
+        self.sync_interval = sync_interval
         self.port = port
         self.trust_domain = trust_domain
         self.ca_ttl = ca_ttl
@@ -76,7 +90,7 @@ server {{
   log_level = "INFO"
   ca_ttl = "{self.ca_ttl}"
   default_x509_svid_ttl = "{self.default_x509_svid_ttl}"
-  ca_subject {{
+{self._experimental("cache_reload_interval")}  ca_subject {{
     country = ["ZZ"]
     organization = ["x0tta6bl4"]
     common_name = "x0tta6bl4 local CA"
@@ -102,6 +116,11 @@ plugins {{
 """)
         return self.config_path
 
+    def _experimental(self, setting: str) -> str:
+        if not self.sync_interval:
+            return ""
+        return f'  experimental {{\n    {setting} = "{self.sync_interval}"\n  }}\n'
+
     def command(self) -> list[str]:
         return [self.binary, "run", "-config", str(self.config_path)]
 
@@ -125,8 +144,9 @@ plugins {{
         return f"spiffe://{self.trust_domain}/agent/{name}"
 
     def join_token(self, name: str, ttl_s: int = 600) -> str:
-        out = self._cli("token", "generate", "-spiffeID", self.agent_alias(name),
-                        "-ttl", str(ttl_s))
+        out = self._cli(
+            "token", "generate", "-spiffeID", self.agent_alias(name), "-ttl", str(ttl_s)
+        )
         match = re.search(r"Token:\s*(\S+)", out)
         if not match:
             raise SpireError(f"unexpected output of token generate: {out!r}")
@@ -137,8 +157,16 @@ plugins {{
         return re.findall(r"Entry ID\s*:\s*(\S+)", out)
 
     def create_entry(self, entry: Entry) -> str:
-        args = ["entry", "create", "-spiffeID", entry.spiffe_id, "-parentID", entry.parent_id,
-                "-x509SVIDTTL", str(entry.x509_svid_ttl_s)]
+        args = [
+            "entry",
+            "create",
+            "-spiffeID",
+            entry.spiffe_id,
+            "-parentID",
+            entry.parent_id,
+            "-x509SVIDTTL",
+            str(entry.x509_svid_ttl_s),
+        ]
         for selector in entry.selectors:
             args += ["-selector", selector]
         for dns in entry.dns_names:
@@ -186,7 +214,7 @@ agent {{
   trust_domain = "{self.server.trust_domain}"
   trust_bundle_path = "{bundle}"
   join_token = "{join_token}"
-}}
+{self.server._experimental("sync_interval")}}}
 
 plugins {{
   NodeAttestor "join_token" {{

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import os
 import shutil
 import socket
@@ -67,32 +68,71 @@ def _programs(plan: SuitePlan, server: SpireServer) -> list[Program]:
     state = plan.state_dir
     programs = [Program("spire-server", server.command())]
     for workload in WORKLOADS:
-        programs.append(Program(f"agent-{workload}", SpireAgent(
-            plan.agent_dir(workload), workload, server).command()))
+        programs.append(
+            Program(
+                f"agent-{workload}",
+                SpireAgent(plan.agent_dir(workload), workload, server).command(),
+            )
+        )
     for service in SERVICES:
         programs.append(Program(f"opa-{service}", opa_command(plan.opa_port(service))))
-    programs.append(Program("redis", [
-        find("redis-server"), "--bind", "127.0.0.1", "--port", str(plan.redis_port),
-        "--dir", str(state / "redis"), "--save", "", "--appendonly", "no",
-        "--protected-mode", "yes"]))
-    programs.append(Program("prometheus", [
-        find("prometheus"), f"--config.file={state / 'prometheus' / 'prometheus.yml'}",
-        f"--storage.tsdb.path={state / 'prometheus' / 'data'}",
-        f"--web.listen-address=127.0.0.1:{plan.prometheus_port}"]))
-    programs.append(Program("alertmanager", [
-        find("prometheus-alertmanager"),
-        f"--config.file={state / 'alertmanager' / 'alertmanager.yml'}",
-        f"--storage.path={state / 'alertmanager' / 'data'}",
-        f"--web.listen-address=127.0.0.1:{plan.alertmanager_port}",
-        "--cluster.listen-address="]))
+    programs.append(
+        Program(
+            "redis",
+            [
+                find("redis-server"),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(plan.redis_port),
+                "--dir",
+                str(state / "redis"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+        )
+    )
+    programs.append(
+        Program(
+            "prometheus",
+            [
+                find("prometheus"),
+                f"--config.file={state / 'prometheus' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={state / 'prometheus' / 'data'}",
+                f"--web.listen-address=127.0.0.1:{plan.prometheus_port}",
+            ],
+        )
+    )
+    programs.append(
+        Program(
+            "alertmanager",
+            [
+                find("prometheus-alertmanager"),
+                f"--config.file={state / 'alertmanager' / 'alertmanager.yml'}",
+                f"--storage.path={state / 'alertmanager' / 'data'}",
+                f"--web.listen-address=127.0.0.1:{plan.alertmanager_port}",
+                "--cluster.listen-address=",
+            ],
+        )
+    )
     for service in SERVICES:
-        programs.append(Program(service, [sys.executable, "-m", f"x0tta6bl4.{service}"],
-                                env=plan.service_env(service)))
+        programs.append(
+            Program(
+                service,
+                [sys.executable, "-m", f"x0tta6bl4.{service}"],
+                env=plan.service_env(service),
+            )
+        )
     return programs
 
 
-def _wait(what: str, check: Callable[[], bool], timeout_s: float, say: Say,
-          log: Path | None = None) -> None:
+def _wait(
+    what: str, check: Callable[[], bool], timeout_s: float, say: Say, log: Path | None = None
+) -> None:
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout_s:
@@ -109,7 +149,7 @@ def up(plan: SuitePlan, say: Say = print, timeout_s: float = 120.0) -> None:
     plan.save()
     (state / "prometheus" / "prometheus.yml").write_text(prometheus_config(plan))
     (state / "alertmanager" / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
-    server = SpireServer(plan.spire_dir / "server", port=plan.spire_port)
+    server = SpireServer(plan.spire_dir / "server", port=plan.spire_port, sync_interval="1s")
     server.write_config()
     supervisor = Supervisor(state)
     already = supervisor.pid() is not None
@@ -130,32 +170,60 @@ def up(plan: SuitePlan, say: Say = print, timeout_s: float = 120.0) -> None:
         shutil.rmtree(agent.root / "data", ignore_errors=True)  # re-attest with a fresh token
         spiffe_id = plan.spiffe_id(workload)
         if not server.entry_ids(spiffe_id):
-            server.create_entry(Entry(
-                spiffe_id=spiffe_id, parent_id=server.agent_alias(workload),
-                selectors=(f"unix:uid:{os.getuid()}",), dns_names=plan.dns_names(workload),
-                x509_svid_ttl_s=plan.svid_ttl_s))
+            server.create_entry(
+                Entry(
+                    spiffe_id=spiffe_id,
+                    parent_id=server.agent_alias(workload),
+                    selectors=(f"unix:uid:{os.getuid()}",),
+                    dns_names=plan.dns_names(workload),
+                    x509_svid_ttl_s=plan.svid_ttl_s,
+                )
+            )
         agent.write_config(server.join_token(workload), bundle)
     supervisor.start(*(f"agent-{w}" for w in WORKLOADS))
     for agent in agents:
-        _wait(f"agent-{agent.name}", agent.healthy, timeout_s, say,
-              plan.logs_dir / f"agent-{agent.name}.log")
+        _wait(
+            f"agent-{agent.name}",
+            agent.healthy,
+            timeout_s,
+            say,
+            plan.logs_dir / f"agent-{agent.name}.log",
+        )
 
     supervisor.start(*(f"opa-{s}" for s in SERVICES), "redis", "prometheus", "alertmanager")
     for service in SERVICES:
-        _wait(f"opa-{service}",
-              lambda s=service: _http_ok(f"http://127.0.0.1:{plan.opa_port(s)}/health"),
-              timeout_s, say, plan.logs_dir / f"opa-{service}.log")
+        _wait(
+            f"opa-{service}",
+            functools.partial(_http_ok, f"http://127.0.0.1:{plan.opa_port(service)}/health"),
+            timeout_s,
+            say,
+            plan.logs_dir / f"opa-{service}.log",
+        )
     _wait("redis", lambda: _redis_ok(plan.redis_port), timeout_s, say)
-    _wait("prometheus", lambda: _http_ok(f"http://127.0.0.1:{plan.prometheus_port}/-/ready"),
-          timeout_s, say, plan.logs_dir / "prometheus.log")
-    _wait("alertmanager",
-          lambda: _http_ok(f"http://127.0.0.1:{plan.alertmanager_port}/-/ready"),
-          timeout_s, say, plan.logs_dir / "alertmanager.log")
+    _wait(
+        "prometheus",
+        lambda: _http_ok(f"http://127.0.0.1:{plan.prometheus_port}/-/ready"),
+        timeout_s,
+        say,
+        plan.logs_dir / "prometheus.log",
+    )
+    _wait(
+        "alertmanager",
+        lambda: _http_ok(f"http://127.0.0.1:{plan.alertmanager_port}/-/ready"),
+        timeout_s,
+        say,
+        plan.logs_dir / "alertmanager.log",
+    )
 
     supervisor.start(*SERVICES)
     for service in SERVICES:
-        _wait(service, lambda s=service: _http_ok(f"http://127.0.0.1:{plan.http_port(s)}/readyz"),
-              timeout_s, say, plan.logs_dir / f"{service}.log")
+        _wait(
+            service,
+            functools.partial(_http_ok, f"http://127.0.0.1:{plan.http_port(service)}/readyz"),
+            timeout_s,
+            say,
+            plan.logs_dir / f"{service}.log",
+        )
 
 
 async def _whoami(plan: SuitePlan, service: str) -> tuple[str, str, str]:
@@ -171,34 +239,68 @@ async def _whoami(plan: SuitePlan, service: str) -> tuple[str, str, str]:
 
 
 def status(plan: SuitePlan) -> list[ComponentStatus]:
-    server = SpireServer(plan.spire_dir / "server", port=plan.spire_port)
-    result = [ComponentStatus("spire-server", "spire", f"127.0.0.1:{plan.spire_port}",
-                              server.healthy(), f"spiffe://{server.trust_domain}")]
+    server = SpireServer(plan.spire_dir / "server", port=plan.spire_port, sync_interval="1s")
+    result = [
+        ComponentStatus(
+            "spire-server",
+            "spire",
+            f"127.0.0.1:{plan.spire_port}",
+            server.healthy(),
+            f"spiffe://{server.trust_domain}",
+        )
+    ]
     for workload in WORKLOADS:
         agent = SpireAgent(plan.agent_dir(workload), workload, server)
-        result.append(ComponentStatus(f"agent-{workload}", "spire-agent",
-                                      f"unix://{agent.socket_path}", agent.healthy(),
-                                      server.agent_alias(workload)))
+        result.append(
+            ComponentStatus(
+                f"agent-{workload}",
+                "spire-agent",
+                f"unix://{agent.socket_path}",
+                agent.healthy(),
+                server.agent_alias(workload),
+            )
+        )
     for service in SERVICES:
         port = plan.opa_port(service)
-        result.append(ComponentStatus(f"opa-{service}", "opa", f"http://127.0.0.1:{port}",
-                                      _http_ok(f"http://127.0.0.1:{port}/health")))
-    result.append(ComponentStatus("redis", "redis", f"127.0.0.1:{plan.redis_port}",
-                                  _redis_ok(plan.redis_port)))
-    for name, port in (("prometheus", plan.prometheus_port),
-                       ("alertmanager", plan.alertmanager_port)):
-        result.append(ComponentStatus(name, name, f"http://127.0.0.1:{port}",
-                                      _http_ok(f"http://127.0.0.1:{port}/-/ready")))
+        result.append(
+            ComponentStatus(
+                f"opa-{service}",
+                "opa",
+                f"http://127.0.0.1:{port}",
+                _http_ok(f"http://127.0.0.1:{port}/health"),
+            )
+        )
+    result.append(
+        ComponentStatus(
+            "redis", "redis", f"127.0.0.1:{plan.redis_port}", _redis_ok(plan.redis_port)
+        )
+    )
+    for name, port in (
+        ("prometheus", plan.prometheus_port),
+        ("alertmanager", plan.alertmanager_port),
+    ):
+        result.append(
+            ComponentStatus(
+                name, name, f"http://127.0.0.1:{port}", _http_ok(f"http://127.0.0.1:{port}/-/ready")
+            )
+        )
 
     async def services() -> list[ComponentStatus]:
         answers = await asyncio.gather(*(_whoami(plan, s) for s in SERVICES))
         rows = []
         for service, (spiffe_id, expires, error) in zip(SERVICES, answers, strict=True):
             ready = _http_ok(f"http://127.0.0.1:{plan.http_port(service)}/readyz") and not error
-            rows.append(ComponentStatus(
-                service, "service", f"127.0.0.1:{plan.grpc_port(service)}", ready,
-                spiffe_id, expires,
-                error or f"metrics http://127.0.0.1:{plan.http_port(service)}/metrics"))
+            rows.append(
+                ComponentStatus(
+                    service,
+                    "service",
+                    f"127.0.0.1:{plan.grpc_port(service)}",
+                    ready,
+                    spiffe_id,
+                    expires,
+                    error or f"metrics http://127.0.0.1:{plan.http_port(service)}/metrics",
+                )
+            )
         return rows
 
     return result + asyncio.run(services())

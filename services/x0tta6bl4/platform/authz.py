@@ -65,8 +65,9 @@ def authz_input(
 class OpaAuthorizer:
     """Asks OPA at ``base_url`` for each decision, with a short cache of allows."""
 
-    def __init__(self, base_url: str, service: str, namespace: str, *, timeout_s: float,
-                 cache_ttl_s: float) -> None:
+    def __init__(
+        self, base_url: str, service: str, namespace: str, *, timeout_s: float, cache_ttl_s: float
+    ) -> None:
         self._service = service
         self._namespace = namespace
         self._cache_ttl_s = cache_ttl_s
@@ -91,8 +92,14 @@ class OpaAuthorizer:
         expiry = self._cache.get(key)
         if expiry is not None and expiry > now:
             return Decision(True, "allowed (cached)", cached=True)
-        document = authz_input(caller=caller, namespace=self._namespace, service=self._service, full_method=full_method,
-                               metadata=dict(selected), now=dt.datetime.now(dt.UTC))
+        document = authz_input(
+            caller=caller,
+            namespace=self._namespace,
+            service=self._service,
+            full_method=full_method,
+            metadata=dict(selected),
+            now=dt.datetime.now(dt.UTC),
+        )
         try:
             response = await self._client.post(DECISION_PATH, json={"input": document})
         except httpx.TimeoutException:

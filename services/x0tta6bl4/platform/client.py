@@ -30,11 +30,16 @@ from x0tta6bl4.platform.telemetry import GRPC_CLIENT_DURATION, GRPC_CLIENT_REQUE
 
 T = TypeVar("T")
 
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                       grpc.StatusCode.RESOURCE_EXHAUSTED})
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 
 
-class _MetricsInterceptor(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _MetricsInterceptor(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     def __init__(self, service: str, target: str) -> None:
         self._service, self._target = service, target
 
@@ -48,10 +53,12 @@ class _MetricsInterceptor(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc
             code = grpc.StatusCode.OK
         except aio.AioRpcError as err:
             code = err.code()
-        GRPC_CLIENT_REQUESTS.labels(self._service, self._target, grpc_service, name,
-                                    code.name).inc()
+        GRPC_CLIENT_REQUESTS.labels(
+            self._service, self._target, grpc_service, name, code.name
+        ).inc()
         GRPC_CLIENT_DURATION.labels(self._service, self._target, grpc_service, name).observe(
-            time.perf_counter() - started)
+            time.perf_counter() - started
+        )
         return call
 
 
@@ -86,12 +93,16 @@ class MeshClient:
 
     def _build(self, material: SvidMaterial) -> aio.Channel:
         interceptors: list[Any] = [_MetricsInterceptor(self._caller, self._target)]
-        interceptors += aio_client_interceptors(tracer_provider=self._tracer_provider)
+        interceptors += aio_client_interceptors(  # type: ignore[no-untyped-call]
+            tracer_provider=self._tracer_provider
+        )
         return aio.secure_channel(
             self._address,
             channel_credentials(material),
-            options=[("grpc.ssl_target_name_override", self._authority),
-                     ("grpc.default_authority", self._authority)],
+            options=[
+                ("grpc.ssl_target_name_override", self._authority),
+                ("grpc.default_authority", self._authority),
+            ],
             interceptors=interceptors,
         )
 
@@ -121,7 +132,7 @@ class MeshClient:
         """Run ``invoke(channel, timeout)``; retry it only if ``idempotent``.
 
         ``timeout_s`` bounds each attempt; retries stop when the overall budget
-        (attempts × timeout) is spent.
+        (attempts x timeout) is spent.
         """
         timeout = timeout_s or self.default_timeout_s
         if not idempotent:
@@ -130,7 +141,8 @@ class MeshClient:
             stop=tenacity.stop_after_attempt(self._max_attempts),
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
             retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, aio.AioRpcError) and e.code() in RETRYABLE),
+                lambda e: isinstance(e, aio.AioRpcError) and e.code() in RETRYABLE
+            ),
             reraise=True,
         )
         async for attempt in retrying:
@@ -142,5 +154,5 @@ class MeshClient:
         for task in list(self._retiring):
             task.cancel()
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(grace=None)
             self._channel = None

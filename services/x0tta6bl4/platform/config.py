@@ -97,7 +97,12 @@ def _positive_float(value: str) -> float:
 
 
 def _non_negative_float(value: str) -> float:
-    number = _positive_float(value) if value.strip() not in ("0", "0.0") else 0.0
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if not number >= 0:
+        raise ValueError(f"must be >= 0, got {value!r}")
     return number
 
 
@@ -140,8 +145,9 @@ def _dependencies(value: str) -> dict[str, HostPort]:
     for item in filter(None, (part.strip() for part in value.split(","))):
         name, sep, addr = item.partition("=")
         if not sep or name not in SERVICES:
-            raise ValueError(f"expected service=host:port items (services: {', '.join(SERVICES)})"
-                             f", got {item!r}")
+            raise ValueError(
+                f"expected service=host:port items (services: {', '.join(SERVICES)}), got {item!r}"
+            )
         deps[name] = _host_port(addr)
     return deps
 
@@ -227,8 +233,10 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None) -> Set
         except ValueError as err:
             problems.append(f"{origin[name]}: {err}")
     if "spiffe_socket" not in values and "spiffe_socket" not in raw:
-        problems.append("X0_SPIFFE_SOCKET: not set (nor SPIFFE_ENDPOINT_SOCKET); the Workload "
-                        "API socket is required")
+        problems.append(
+            "X0_SPIFFE_SOCKET: not set (nor SPIFFE_ENDPOINT_SOCKET); the Workload "
+            "API socket is required"
+        )
     if problems:
         raise ConfigError(problems)
     return Settings(service=service, **values)

@@ -32,14 +32,18 @@ def server_credentials(svids: SvidSource) -> grpc.ServerCredentials:
         current = svids.current
         with lock:
             last = served[0]
-            if current is None or (current.serial == last.serial
-                                   and current.bundle_pem == last.bundle_pem):
+            if current is None or (
+                current.serial == last.serial and current.bundle_pem == last.bundle_pem
+            ):
                 return None
             served[0] = current
         return _server_config(current)
 
     return grpc.dynamic_ssl_server_credentials(
-        _server_config(initial), fetch, require_client_authentication=True)
+        _server_config(initial),
+        fetch,  # type: ignore[arg-type]  # gRPC documents None as "no change"
+        require_client_authentication=True,
+    )
 
 
 def channel_credentials(material: SvidMaterial) -> grpc.ChannelCredentials:

@@ -46,12 +46,14 @@ class Diagnostics(diagnostics_pb2_grpc.DiagnosticsServiceServicer):
         context: aio.ServicerContext[Any, Any],
     ) -> diagnostics_pb2.PingResponse:
         if len(request.payload) > MAX_PING_PAYLOAD:
-            raise InvalidArgument("payload", f"at most {MAX_PING_PAYLOAD} bytes, "
-                                  f"got {len(request.payload)}")
+            raise InvalidArgument(
+                "payload", f"at most {MAX_PING_PAYLOAD} bytes, got {len(request.payload)}"
+            )
         delay_s = request.delay.ToTimedelta().total_seconds()
         if not 0 <= delay_s <= MAX_PING_DELAY_S:
-            raise InvalidArgument("delay", f"must be between 0 and {MAX_PING_DELAY_S:.0f} s, "
-                                  f"got {delay_s} s")
+            raise InvalidArgument(
+                "delay", f"must be between 0 and {MAX_PING_DELAY_S:.0f} s, got {delay_s} s"
+            )
         if delay_s:
             await asyncio.sleep(delay_s)
         now = Timestamp()

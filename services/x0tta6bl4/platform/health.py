@@ -44,8 +44,10 @@ class Readiness:
 
 
 def _response(status: str, content_type: str, body: bytes) -> bytes:
-    head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -78,14 +80,19 @@ class HttpEndpoints:
         if path == "/readyz":
             ready, results = await self._readiness.evaluate()
             body = json.dumps({"ready": ready, "checks": results}).encode() + b"\n"
-            return _response("200 OK" if ready else "503 Service Unavailable",
-                             "application/json", body)
+            return _response(
+                "200 OK" if ready else "503 Service Unavailable", "application/json", body
+            )
         return _response("404 Not Found", "text/plain", b"not found\n")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request_line = await asyncio.wait_for(reader.readline(), timeout=5)
-            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (b"\r\n", b"\n", b""):
+            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
                 pass
             parts = request_line.decode("latin-1").split()
             if len(parts) < 2 or parts[0] != "GET":

@@ -42,15 +42,16 @@ def _split(full_method: str) -> tuple[str, str]:
     return grpc_service, method
 
 
-class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     """Authorisation, metrics and error mapping for every RPC of one service."""
 
     def __init__(self, service: str, authorizer: OpaAuthorizer) -> None:
         self._service = service
         self._authz = authorizer
 
-    async def _admit(self, context: aio.ServicerContext[Any, Any], full_method: str,
-                     outcome: _Outcome) -> None:
+    async def _admit(
+        self, context: aio.ServicerContext[Any, Any], full_method: str, outcome: _Outcome
+    ) -> None:
         caller = caller_spiffe_id(context.auth_context())
         structlog.contextvars.bind_contextvars(caller=caller, method=full_method)
         span = trace.get_current_span()
@@ -58,8 +59,9 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         if caller is None:
             outcome.code = grpc.StatusCode.UNAUTHENTICATED
             AUTHZ_DECISIONS.labels(self._service, "unauthenticated").inc()
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "no SPIFFE ID in the client certificate")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "no SPIFFE ID in the client certificate"
+            )
         assert caller is not None
         metadata = {str(k): str(v) for k, v in (context.invocation_metadata() or ())}
         decision = await self._authz.decide(caller, full_method, metadata)
@@ -69,13 +71,16 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         if not decision.allowed:
             log.warning("rpc_denied", reason=decision.reason, decision_id=decision.decision_id)
             outcome.code = grpc.StatusCode.PERMISSION_DENIED
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"{caller} may not call {full_method}: {decision.reason}")
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller} may not call {full_method}: {decision.reason}",
+            )
         if decision.decision_id:
             structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
 
-    async def _fail(self, context: aio.ServicerContext[Any, Any], err: Exception,
-                    outcome: _Outcome) -> None:
+    async def _fail(
+        self, context: aio.ServicerContext[Any, Any], err: Exception, outcome: _Outcome
+    ) -> None:
         if isinstance(err, ServiceError):
             outcome.code = err.code
             await context.abort(err.code, err.message)
@@ -84,20 +89,27 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
         await context.abort(grpc.StatusCode.INTERNAL, f"internal error (trace_id {trace_id})")
 
-    def _record(self, full_method: str, started: float, outcome: _Outcome,
-                context: aio.ServicerContext[Any, Any]) -> None:
+    def _record(
+        self,
+        full_method: str,
+        started: float,
+        outcome: _Outcome,
+        context: aio.ServicerContext[Any, Any],
+    ) -> None:
         grpc_service, method = _split(full_method)
         code = outcome.code
         if code == grpc.StatusCode.OK and context.cancelled():
             code = grpc.StatusCode.CANCELLED
         GRPC_SERVER_REQUESTS.labels(self._service, grpc_service, method, code.name).inc()
         GRPC_SERVER_DURATION.labels(self._service, grpc_service, method).observe(
-            time.perf_counter() - started)
+            time.perf_counter() - started
+        )
         GRPC_SERVER_IN_FLIGHT.labels(self._service).dec()
         structlog.contextvars.unbind_contextvars("caller", "method", "decision_id")
 
-    def _unary_response(self, behavior: Callable[..., Awaitable[Any]], full_method: str
-                        ) -> Callable[..., Awaitable[Any]]:
+    def _unary_response(
+        self, behavior: Callable[..., Awaitable[Any]], full_method: str
+    ) -> Callable[..., Awaitable[Any]]:
         async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             outcome, started = _Outcome(), time.perf_counter()
             GRPC_SERVER_IN_FLIGHT.labels(self._service).inc()
@@ -110,15 +122,18 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                 except Exception as err:
                     await self._fail(context, err, outcome)
             finally:
-                if outcome.code == grpc.StatusCode.OK and context.code() not in (None, 0):
+                if outcome.code == grpc.StatusCode.OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
                     outcome.code = _code_of(context)
                 self._record(full_method, started, outcome, context)
 
         return handle
 
-    def _stream_response(self, behavior: Callable[..., AsyncIterator[Any]], full_method: str
-                         ) -> Callable[..., AsyncIterator[Any]]:
-        async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    def _stream_response(
+        self, behavior: Callable[..., AsyncIterator[Any]], full_method: str
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def handle(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             outcome, started = _Outcome(), time.perf_counter()
             GRPC_SERVER_IN_FLIGHT.labels(self._service).inc()
             try:
@@ -131,7 +146,7 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                 except Exception as err:
                     await self._fail(context, err, outcome)
             finally:
-                if outcome.code == grpc.StatusCode.OK and context.code() not in (None, 0):
+                if outcome.code == grpc.StatusCode.OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
                     outcome.code = _code_of(context)
                 self._record(full_method, started, outcome, context)
 
@@ -139,9 +154,9 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -150,21 +165,25 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             return grpc.unary_unary_rpc_method_handler(
                 self._unary_response(handler.unary_unary, full_method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=handler.response_serializer,
+            )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 self._unary_response(handler.stream_unary, full_method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream_response(handler.unary_stream, full_method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=handler.response_serializer,
+            )
         return grpc.stream_stream_rpc_method_handler(
             self._stream_response(handler.stream_stream, full_method),
             request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+            response_serializer=handler.response_serializer,
+        )
 
 
 def _code_of(context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:

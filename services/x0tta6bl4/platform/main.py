@@ -1,4 +1,4 @@
-"""Process entry point shared by every service: ``x0 serve <svc>`` / ``python -m x0tta6bl4.<svc>``."""
+"""Process entry point of every service (``x0 serve <svc>``, ``python -m x0tta6bl4.<svc>``)."""
 
 from __future__ import annotations
 

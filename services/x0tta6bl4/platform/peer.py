@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from cryptography import x509
 
@@ -16,14 +16,17 @@ def spiffe_id_from_pem(pem: bytes) -> str | None:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
-    uris = [u for u in sans.get_values_for_type(x509.UniformResourceIdentifier)
-            if u.startswith("spiffe://")]
+    uris = [
+        u
+        for u in sans.get_values_for_type(x509.UniformResourceIdentifier)
+        if u.startswith("spiffe://")
+    ]
     return uris[0] if len(uris) == 1 else None
 
 
-def caller_spiffe_id(auth_context: Mapping[str, Sequence[bytes]]) -> str | None:
+def caller_spiffe_id(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
     """SPIFFE ID of the client certificate of this connection (None when unauthenticated)."""
-    certs = auth_context.get(TRUSTED_CERT_KEY)
+    certs = list(auth_context.get(TRUSTED_CERT_KEY, ()))
     if not certs:
         return None
     return spiffe_id_from_pem(certs[0])

@@ -17,7 +17,6 @@ import dataclasses
 import signal
 from collections.abc import Awaitable, Callable
 
-import grpc
 import structlog
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -61,8 +60,9 @@ def _record_svid(service: str) -> Callable[[SvidMaterial], None]:
     return record
 
 
-async def serve(settings: Settings, register: Register | None = None,
-                *, stop: asyncio.Event | None = None) -> int:
+async def serve(
+    settings: Settings, register: Register | None = None, *, stop: asyncio.Event | None = None
+) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set); return the process exit code."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,9 +73,13 @@ async def serve(settings: Settings, register: Register | None = None,
     readiness = Readiness()
     svids = SvidSource(settings.spiffe_socket)
     svids.subscribe(_record_svid(settings.service))
-    authorizer = OpaAuthorizer(settings.opa_url, settings.service, settings.namespace,
-                               timeout_s=settings.authz_timeout_s,
-                               cache_ttl_s=settings.authz_cache_ttl_s)
+    authorizer = OpaAuthorizer(
+        settings.opa_url,
+        settings.service,
+        settings.namespace,
+        timeout_s=settings.authz_timeout_s,
+        cache_ttl_s=settings.authz_cache_ttl_s,
+    )
 
     async def svid_loaded() -> tuple[bool, str]:
         material = svids.current
@@ -88,21 +92,32 @@ async def serve(settings: Settings, register: Register | None = None,
 
     readiness.add("svid", svid_loaded)
     readiness.add("opa", opa_answers)
-    probes = DependencyProbes(settings.service, settings.namespace, svids, settings.dependencies,
-                              interval_s=settings.dependency_probe_interval_s,
-                              tracer_provider=telemetry.tracer_provider)
+    probes = DependencyProbes(
+        settings.service,
+        settings.namespace,
+        svids,
+        settings.dependencies,
+        interval_s=settings.dependency_probe_interval_s,
+        tracer_provider=telemetry.tracer_provider,
+    )
     if settings.dependencies:
         readiness.add("dependencies", probes.ready)
     http = HttpEndpoints(readiness, settings.http_addr.host, settings.http_addr.port)
     await http.start()
     svids.start()
-    log.info("starting", spiffe_id=settings.spiffe_id, http_port=http.port,
-             spiffe_socket=settings.spiffe_socket)
+    log.info(
+        "starting",
+        spiffe_id=settings.spiffe_id,
+        http_port=http.port,
+        spiffe_socket=settings.spiffe_socket,
+    )
 
     server: aio.Server | None = None
     health = HealthServicer()
     try:
-        waiter = asyncio.ensure_future(asyncio.to_thread(svids.wait_loaded, settings.svid_timeout_s))
+        waiter = asyncio.ensure_future(
+            asyncio.to_thread(svids.wait_loaded, settings.svid_timeout_s)
+        )
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -110,13 +125,20 @@ async def serve(settings: Settings, register: Register | None = None,
             waiter.cancel()
             return 0
         if not waiter.result():
-            log.error("no_svid", timeout_s=settings.svid_timeout_s,
-                      hint="is the SPIRE agent running and is there a registration entry?")
+            log.error(
+                "no_svid",
+                timeout_s=settings.svid_timeout_s,
+                hint="is the SPIRE agent running and is there a registration entry?",
+            )
             return 1
 
         server = aio.server(
-            interceptors=[aio_server_interceptor(tracer_provider=telemetry.tracer_provider),
-                          PlatformInterceptor(settings.service, authorizer)],
+            interceptors=[
+                aio_server_interceptor(  # type: ignore[no-untyped-call]
+                    tracer_provider=telemetry.tracer_provider
+                ),
+                PlatformInterceptor(settings.service, authorizer),
+            ],
             options=[
                 ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(settings.drain_timeout_s * 1000)),
@@ -125,14 +147,20 @@ async def serve(settings: Settings, register: Register | None = None,
             ],
         )
         diagnostics_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
-            Diagnostics(settings.service, svids), server)
+            Diagnostics(settings.service, svids), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = [diagnostics_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name]
         if register is not None:
             names += await register(server, Runtime(settings, svids, telemetry, readiness))
         reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME], server)
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
         port = server.add_secure_port(str(settings.grpc_addr), server_credentials(svids))
         if port == 0:
             log.error("grpc_bind_failed", addr=str(settings.grpc_addr))
@@ -160,4 +188,3 @@ async def serve(settings: Settings, register: Register | None = None,
         telemetry.shutdown(timeout_s=min(5.0, settings.drain_timeout_s))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-

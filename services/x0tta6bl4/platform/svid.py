@@ -16,7 +16,7 @@ from collections.abc import Callable
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import Certificate
-from spiffe import X509Source, WorkloadApiClient
+from spiffe import WorkloadApiClient, X509Source
 
 log = structlog.get_logger(__name__)
 
@@ -121,8 +121,12 @@ class SvidSource:
             subscribers = list(self._subscribers)
         self._loaded.set()
         if previous is None or previous.serial != material.serial:
-            log.info("svid_rotated", spiffe_id=material.spiffe_id, serial=material.serial_hex,
-                     expires_at=material.expires_at.isoformat())
+            log.info(
+                "svid_rotated",
+                spiffe_id=material.spiffe_id,
+                serial=material.serial_hex,
+                expires_at=material.expires_at.isoformat(),
+            )
             for callback in subscribers:
                 try:
                     callback(material)
@@ -145,8 +149,12 @@ class SvidSource:
                 try:
                     source = self._connect()
                 except Exception as err:
-                    log.warning("svid_source_unavailable", socket=self._socket, error=str(err),
-                                retry_in_s=backoff)
+                    log.warning(
+                        "svid_source_unavailable",
+                        socket=self._socket,
+                        error=str(err),
+                        retry_in_s=backoff,
+                    )
                     self._stopped.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -74,10 +75,12 @@ SVID_ROTATIONS = Counter(
     "X.509 SVIDs received from the Workload API.",
     ["service"],
 )
-BUILD_INFO = Gauge("x0tta6bl4_build_info", "Always 1; labels carry the build.", ["service", "version"])
+BUILD_INFO = Gauge(
+    "x0tta6bl4_build_info", "Always 1; labels carry the build.", ["service", "version"]
+)
 
 
-def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         event["trace_id"] = format(context.trace_id, "032x")
@@ -116,8 +119,9 @@ def _span_exporter() -> SpanExporter | None:
     if choice == "console":
         return ConsoleSpanExporter()
     if choice not in ("", "otlp"):
-        raise ValueError(f"OTEL_TRACES_EXPORTER: unsupported exporter {choice!r} "
-                         "(use otlp, console or none)")
+        raise ValueError(
+            f"OTEL_TRACES_EXPORTER: unsupported exporter {choice!r} (use otlp, console or none)"
+        )
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter()
@@ -128,11 +132,13 @@ class Telemetry:
 
     def __init__(self, service: str) -> None:
         self.service = service
-        resource = Resource.create({
-            "service.name": f"x0tta6bl4-{service}",
-            "service.namespace": "x0tta6bl4",
-            "service.version": __version__,
-        })
+        resource = Resource.create(
+            {
+                "service.name": f"x0tta6bl4-{service}",
+                "service.namespace": "x0tta6bl4",
+                "service.version": __version__,
+            }
+        )
         self.tracer_provider = TracerProvider(resource=resource)  # sampler from OTEL_TRACES_SAMPLER
         exporter = _span_exporter()
         if exporter is not None:

@@ -1,0 +1,234 @@
+"""A real SPIRE trust domain for tests: a SPIRE server, one agent per workload, OPA sidecars and
+service processes, all on 127.0.0.1 with free ports under a temporary directory.
+
+It starts the same binaries with the same configuration code as `x0 up` (x0tta6bl4.devstack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from x0tta6bl4.devstack.opa import opa_command
+from x0tta6bl4.devstack.procs import ManagedProcess, free_port, wait_until
+from x0tta6bl4.devstack.spire import Entry, SpireAgent, SpireServer
+from x0tta6bl4.platform.client import MeshClient
+from x0tta6bl4.platform.config import dns_name_for, spiffe_id_for
+from x0tta6bl4.platform.svid import SvidSource
+from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
+
+_ids = itertools.count(1)
+
+
+@dataclasses.dataclass
+class Workload:
+    name: str
+    spiffe_id: str
+    socket_path: Path
+    agent: SpireAgent
+    entry: Entry
+    entry_id: str = ""
+
+
+@dataclasses.dataclass
+class Opa:
+    port: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        return http_status(f"{self.url}/health") == 200
+
+
+@dataclasses.dataclass
+class ServiceProcess:
+    service: str
+    grpc_port: int
+    http_port: int
+    process: ManagedProcess
+    workload: Workload
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+    def ready(self) -> bool:
+        return http_status(self.url("/readyz")) == 200
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
+            return str(response.read().decode())
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+class Mesh:
+    """One trust domain; ``close()`` stops every process it started."""
+
+    def __init__(
+        self, root: Path, *, trust_domain: str = "x0tta6bl4.mesh", namespace: str = "local"
+    ) -> None:
+        self.root = root
+        self.namespace = namespace
+        self.processes: list[ManagedProcess] = []
+        self.server = SpireServer(
+            root / "server", port=free_port(), trust_domain=trust_domain, sync_interval="1s"
+        )
+        self.server.write_config()
+        server = self._start("spire-server", self.server.command())
+        wait_until(self.server.healthy, timeout_s=60, what="spire-server", diagnose=server.log_tail)
+        self.bundle_pem = self.server.bundle_pem()
+
+    @property
+    def trust_domain(self) -> str:
+        return self.server.trust_domain
+
+    def _start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        process = ManagedProcess(name, argv, log_path=self.root / "logs" / f"{name}.log", env=env)
+        self.processes.append(process.start())
+        return process
+
+    def workload(
+        self,
+        name: str,
+        *,
+        svid_ttl_s: int = 3600,
+        register: bool = True,
+        dns_names: tuple[str, ...] | None = None,
+    ) -> Workload:
+        """An agent serving the SPIFFE ID ``.../ns/<ns>/sa/<name>`` (registered unless told not)."""
+        agent_name = f"{name}-{next(_ids)}"
+        agent = SpireAgent(self.root / "agents" / agent_name, agent_name, self.server)
+        spiffe_id = spiffe_id_for(name, self.namespace, self.trust_domain)
+        entry = Entry(
+            spiffe_id=spiffe_id,
+            parent_id=self.server.agent_alias(agent_name),
+            selectors=(f"unix:uid:{os.getuid()}",),
+            dns_names=dns_names if dns_names is not None else (dns_name_for(name, self.namespace),),
+            x509_svid_ttl_s=svid_ttl_s,
+        )
+        workload = Workload(name, spiffe_id, agent.socket_path, agent, entry)
+        if register:
+            self.register(workload)
+        agent.write_config(self.server.join_token(agent_name), self.bundle_pem)
+        process = self._start(f"agent-{agent_name}", agent.command())
+        wait_until(
+            agent.healthy, timeout_s=60, what=f"agent {agent_name}", diagnose=process.log_tail
+        )
+        return workload
+
+    def register(self, workload: Workload) -> None:
+        workload.entry_id = self.server.create_entry(workload.entry)
+
+    def opa(self, port: int | None = None) -> Opa:
+        port = port or free_port()
+        process = self._start(f"opa-{port}", opa_command(port))
+        opa = Opa(port, process)
+        wait_until(opa.healthy, timeout_s=30, what="opa", diagnose=process.log_tail)
+        return opa
+
+    def service(
+        self,
+        service: str,
+        *,
+        workload: Workload | None = None,
+        opa: Opa | None = None,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        grpc_port: int | None = None,
+    ) -> ServiceProcess:
+        workload = workload or self.workload(service)
+        opa = opa or self.opa()
+        grpc_port, http_port = grpc_port or free_port(), free_port()
+        full_env = dict(os.environ)
+        full_env.update(
+            {
+                "X0_NAMESPACE": self.namespace,
+                "X0_TRUST_DOMAIN": self.trust_domain,
+                "X0_SPIFFE_SOCKET": str(workload.socket_path),
+                "X0_OPA_URL": opa.url,
+                "X0_GRPC_ADDR": f"127.0.0.1:{grpc_port}",
+                "X0_HTTP_ADDR": f"127.0.0.1:{http_port}",
+                "OTEL_TRACES_EXPORTER": "none",
+            }
+        )
+        full_env.update(env or {})
+        process = self._start(
+            f"{service}-{grpc_port}", [sys.executable, "-m", f"x0tta6bl4.{service}"], full_env
+        )
+        proc = ServiceProcess(service, grpc_port, http_port, process, workload)
+        if wait_ready:
+            wait_until(
+                proc.ready, timeout_s=60, what=f"{service} /readyz", diagnose=process.log_tail
+            )
+        return proc
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            process.stop(timeout_s=10)
+        self.processes.clear()
+
+
+@contextlib.asynccontextmanager
+async def svid_source(workload: Workload, timeout_s: float = 30) -> AsyncIterator[SvidSource]:
+    """This test process's SVIDs as ``workload``, from its agent's Workload API."""
+    source = SvidSource(str(workload.socket_path))
+    source.start()
+    try:
+        assert await asyncio.to_thread(source.wait_loaded, timeout_s), (
+            f"no SVID for {workload.spiffe_id} within {timeout_s}s"
+        )
+        yield source
+    finally:
+        source.close()
+
+
+@contextlib.asynccontextmanager
+async def client(
+    svids: SvidSource, target: ServiceProcess, *, caller: str = "operator", namespace: str = "local"
+) -> AsyncIterator[MeshClient]:
+    mesh_client = MeshClient(
+        svids,
+        address=target.grpc_addr,
+        target_service=target.service,
+        caller_service=caller,
+        namespace=namespace,
+        default_timeout_s=5,
+    )
+    try:
+        yield mesh_client
+    finally:
+        await mesh_client.close()
+
+
+async def whoami(mesh_client: MeshClient) -> diagnostics_pb2.WhoAmIResponse:
+    return await mesh_client.call(
+        lambda ch, t: diagnostics_pb2_grpc.DiagnosticsServiceStub(ch).WhoAmI(
+            diagnostics_pb2.WhoAmIRequest(), timeout=t
+        ),
+        idempotent=False,
+    )

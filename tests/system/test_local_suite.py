@@ -1,0 +1,94 @@
+"""`x0 up` brings every component to ready, `x0 status --json` says so, `x0 down` leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.system
+
+X0 = [sys.executable, "-m", "x0tta6bl4.cli"]
+
+
+def _free_port_base() -> int:
+    """A base whose whole range (base .. base+160) is free on 127.0.0.1."""
+    for base in range(21000, 60000, 500):
+        try:
+            for offset in (79, 81, 90, 93, *range(100, 160)):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port range")
+
+
+def _processes_under(state_dir: Path) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(state_dir) in cmdline:
+            found.append(f"{proc.info['pid']}: {cmdline[:120]}")
+    return found
+
+
+def test_up_status_down(tmp_path: Path) -> None:
+    state = tmp_path / "suite"
+    env = dict(os.environ)
+    up = subprocess.run(
+        [*X0, "up", "--state-dir", str(state), "--port-base", str(_free_port_base())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = subprocess.run(
+            [*X0, "status", "--json", "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        report = json.loads(status.stdout)
+        components = {c["name"]: c for c in report["components"]}
+        not_ready = [n for n, c in components.items() if not c["ready"]]
+        assert report["ready"] is True and not not_ready, not_ready
+        expected = {"spire-server", "redis", "prometheus", "alertmanager"}
+        for svc in ("identity", "policy", "consensus", "sync", "healer", "ops"):
+            expected |= {svc, f"opa-{svc}", f"agent-{svc}"}
+            assert components[svc]["spiffe_id"] == f"spiffe://x0tta6bl4.mesh/ns/local/sa/{svc}"
+            assert components[svc]["svid_expires_at"]
+        assert expected <= set(components)
+        assert _processes_under(state), "the suite's processes should be visible while up"
+    finally:
+        down = subprocess.run(
+            [*X0, "down", "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert _processes_under(state) == []
+    status_after = subprocess.run(
+        [*X0, "status", "--json", "--state-dir", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status_after.returncode != 0
