@@ -22,12 +22,14 @@ declare -A packages=(
   [spire]="github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent"
   [opa]="github.com/open-policy-agent/opa"
   [buf]="github.com/bufbuild/buf/cmd/buf"
+  [grpcurl]="github.com/fullstorydev/grpcurl/cmd/grpcurl"
 )
 # family -> the module whose version keys the cache
 declare -A modules=(
   [spire]="github.com/spiffe/spire"
   [opa]="github.com/open-policy-agent/opa"
   [buf]="github.com/bufbuild/buf"
+  [grpcurl]="github.com/fullstorydev/grpcurl"
 )
 
 module_version() { # family
@@ -94,12 +96,12 @@ install_debian() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(debian spire opa buf)
+[ ${#targets[@]} -gt 0 ] || targets=(debian spire opa buf grpcurl)
 for t in "${targets[@]}"; do
   case "$t" in
     debian) install_debian ;;
-    spire|opa|buf) build_go "$t" ;;
-    *) log "unknown tool '$t' (known: debian spire opa buf)"; exit 2 ;;
+    spire|opa|buf|grpcurl) build_go "$t" ;;
+    *) log "unknown tool '$t' (known: debian spire opa buf grpcurl)"; exit 2 ;;
   esac
 done
 log "tools ready in $cache/bin"

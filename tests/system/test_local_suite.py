@@ -72,6 +72,12 @@ def test_up_status_down(tmp_path: Path) -> None:
             assert components[svc]["svid_expires_at"]
         assert expected <= set(components)
         assert _processes_under(state), "the suite's processes should be visible while up"
+        whoami = subprocess.run([*X0, "whoami", "consensus", "--state-dir", str(state)], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert whoami.returncode == 0, whoami.stderr
+        answer = json.loads(whoami.stdout)
+        assert answer["callerSpiffeId"] == "spiffe://x0tta6bl4.mesh/ns/local/sa/operator"
+        assert answer["serverSpiffeId"] == "spiffe://x0tta6bl4.mesh/ns/local/sa/consensus"
     finally:
         down = subprocess.run(
             [*X0, "down", "--state-dir", str(state)],
