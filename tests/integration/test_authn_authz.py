@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc import aio
-from x0tta6bl4.platform.svid import SvidMaterial
-from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 from tests.support.mesh import Mesh, ServiceProcess, client, http_status, svid_source, whoami
+from x0tta6bl4.platform.svid import SvidMaterial
+from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 pytestmark = pytest.mark.integration
 

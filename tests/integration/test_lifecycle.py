@@ -16,10 +16,10 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc import aio
-from x0tta6bl4.devstack.procs import wait_until
-from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 from tests.support.mesh import Mesh, client, http_status, svid_source
+from x0tta6bl4.devstack.procs import wait_until
+from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 pytestmark = pytest.mark.integration
 

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from x0tta6bl4.devstack.procs import free_port, wait_until
 
 from tests.support.mesh import Mesh, client, svid_source, whoami
 from tests.support.otlp import OtlpReceiver
+from x0tta6bl4.devstack.procs import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from x0tta6bl4.devstack.procs import free_port, wait_until
 
 from tests.support.mesh import Mesh, ServiceProcess, client, svid_source, whoami
+from x0tta6bl4.devstack.procs import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
 from x0tta6bl4.devstack.procs import free_port
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from x0tta6bl4.consensus.core.kv import KvStateMachine
 from x0tta6bl4.consensus.core.kv_commands import (
     Command,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from x0tta6bl4.consensus.core.kv import KvStateMachine
 from x0tta6bl4.consensus.core.kv_commands import (
     Command,

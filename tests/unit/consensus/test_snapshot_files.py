@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from x0tta6bl4.consensus.core.kv import KvStateMachine
 from x0tta6bl4.consensus.core.kv_commands import LeaseGrant, Put, encode_request
 from x0tta6bl4.consensus.storage.errors import SnapshotCorrupt, StorageError

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from x0tta6bl4.consensus.core.messages import Entry, HardState
 from x0tta6bl4.consensus.storage.records import SnapshotMarker
 from x0tta6bl4.consensus.storage.segments import scan_segment

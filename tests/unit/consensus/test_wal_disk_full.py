@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from x0tta6bl4.consensus.core.messages import Entry, HardState
 from x0tta6bl4.consensus.storage.errors import StorageError, StorageFull
 from x0tta6bl4.consensus.storage.wal import Wal

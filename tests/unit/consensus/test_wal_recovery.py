@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from x0tta6bl4.consensus.core.messages import Entry, EntryType, HardState
 from x0tta6bl4.consensus.storage.errors import CorruptLogError
 from x0tta6bl4.consensus.storage.segments import scan_segment

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from x0tta6bl4.platform.config import HostPort, load_settings
 from x0tta6bl4.platform.errors import ConfigError
 

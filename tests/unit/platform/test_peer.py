@@ -5,6 +5,7 @@ import datetime as dt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from x0tta6bl4.platform.peer import caller_spiffe_id
 
 
