@@ -49,11 +49,11 @@ def test_schedules(first: int) -> None:
 
 
 def test_single_seed() -> None:
-    seed = os.environ.get("X0_RAFT_SEED")
-    if seed is None:
-        pytest.skip("set X0_RAFT_SEED=<n> to replay one schedule")
-    stats = _run(int(seed))
+    """Replays X0_RAFT_SEED (seed 0 when unset) and shows what the schedule did."""
+    seed = int(os.environ.get("X0_RAFT_SEED", "0"))
+    stats = _run(seed)
     print(f"seed {seed}: {stats}")
+    assert stats.leaders_elected > 0
 
 
 def test_schedules_are_deterministic() -> None:
