@@ -1,0 +1,87 @@
+"""Grow-only and positive-negative counters (state-based, one entry per replica).
+
+Mutators return ``(new_state, delta)`` where ``new_state == old.merge(delta)`` and the delta
+holds just the mutated replica's entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .causal import check_replica
+from .errors import InvalidOperation
+
+MAX_ENTRY = (1 << 63) - 1
+
+
+def _check_amount(amount: object, limit: int = MAX_ENTRY) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidOperation("amount", "must be an integer")
+    if not 1 <= amount <= limit:
+        raise InvalidOperation("amount", f"must be in [1, {limit}], got {amount}")
+    return amount
+
+
+@dataclass(frozen=True, slots=True)
+class GCounter:
+    entries: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for r, n in self.entries.items():
+            check_replica(r, "gcounter.replica")
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_ENTRY:
+                raise InvalidOperation(f"gcounter[{r}]", "entry must be in [1, 2^63)")
+
+    @property
+    def value(self) -> int:
+        return sum(self.entries.values())
+
+    def increment(self, replica: str, amount: int = 1) -> tuple[GCounter, GCounter]:
+        check_replica(replica)
+        amount = _check_amount(amount)
+        total = self.entries.get(replica, 0) + amount
+        if total > MAX_ENTRY:
+            raise InvalidOperation("amount", "counter entry would exceed 2^63 - 1")
+        delta = GCounter({replica: total})
+        return GCounter({**self.entries, replica: total}), delta
+
+    def merge(self, other: GCounter) -> GCounter:
+        out = dict(self.entries)
+        for r, n in other.entries.items():
+            if n > out.get(r, 0):
+                out[r] = n
+        return GCounter(out)
+
+    def leq(self, other: GCounter) -> bool:
+        return all(n <= other.entries.get(r, 0) for r, n in self.entries.items())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GCounter) and dict(self.entries) == dict(other.entries)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.entries.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class PNCounter:
+    p: GCounter = field(default_factory=GCounter)
+    n: GCounter = field(default_factory=GCounter)
+
+    @property
+    def value(self) -> int:
+        return self.p.value - self.n.value
+
+    def increment(self, replica: str, amount: int = 1) -> tuple[PNCounter, PNCounter]:
+        p, dp = self.p.increment(replica, amount)
+        return PNCounter(p, self.n), PNCounter(dp, GCounter())
+
+    def decrement(self, replica: str, amount: int = 1) -> tuple[PNCounter, PNCounter]:
+        n, dn = self.n.increment(replica, amount)
+        return PNCounter(self.p, n), PNCounter(GCounter(), dn)
+
+    def merge(self, other: PNCounter) -> PNCounter:
+        return PNCounter(self.p.merge(other.p), self.n.merge(other.n))
+
+    def leq(self, other: PNCounter) -> bool:
+        return self.p.leq(other.p) and self.n.leq(other.n)

@@ -1,0 +1,254 @@
+"""Dot stores and the causal join (Almeida, Shoker, Baquero: "Delta state replicated data types").
+
+A causal CRDT is a pair (dot store, causal context). Two kinds of dot store are enough for every
+type here:
+
+* :class:`DotFun` maps dot -> payload (a dot set is a DotFun whose payloads are ``True``);
+* :class:`DotMap` maps key -> non-empty nested dot store.
+
+The join keeps an entry when both sides have it, or when one side has it and the other side has
+not seen its dot. So an entry disappears exactly when a context that saw it no longer holds it:
+removals need no tombstones, only the (compact) causal context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from typing import Any, TypeAlias
+
+from .causal import CausalContext, Dot
+
+
+class DotFun:
+    """Immutable mapping dot -> payload. Payloads are immutable; one dot always has one payload."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, entries: Mapping[Dot, Any] | None = None) -> None:
+        self._d: dict[Dot, Any] = dict(entries or {})
+
+    @classmethod
+    def _wrap(cls, d: dict[Dot, Any]) -> DotFun:
+        f = cls.__new__(cls)
+        f._d = d
+        return f
+
+    def __getitem__(self, dot: Dot) -> Any:
+        return self._d[dot]
+
+    def __contains__(self, dot: object) -> bool:
+        return dot in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __iter__(self) -> Iterator[Dot]:
+        return iter(self._d)
+
+    def items(self) -> Iterable[tuple[Dot, Any]]:
+        return self._d.items()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DotFun) and self._d == other._d
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._d))
+
+    def __repr__(self) -> str:
+        return f"DotFun({dict(sorted(self._d.items(), key=lambda kv: kv[0]))})"
+
+
+class DotMap:
+    """Immutable mapping key -> non-empty dot store (all values of one map have one kind)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, entries: Mapping[Hashable, DotStore] | None = None) -> None:
+        self._d: dict[Hashable, DotStore] = {k: v for k, v in (entries or {}).items() if len(v)}
+
+    @classmethod
+    def _wrap(cls, d: dict[Hashable, DotStore]) -> DotMap:
+        m = cls.__new__(cls)
+        m._d = d
+        return m
+
+    def get(self, key: Hashable) -> DotStore | None:
+        return self._d.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._d)
+
+    def items(self) -> Iterable[tuple[Hashable, DotStore]]:
+        return self._d.items()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DotMap) and self._d == other._d
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._d))
+
+    def __repr__(self) -> str:
+        return f"DotMap({self._d!r})"
+
+
+DotStore: TypeAlias = DotFun | DotMap
+
+EMPTY_FUN = DotFun()
+EMPTY_MAP = DotMap()
+
+
+def join(a: DotStore, ca: CausalContext, b: DotStore, cb: CausalContext) -> DotStore:
+    """The causal join of two dot stores of the same kind, each with its own context."""
+    if isinstance(a, DotFun) and isinstance(b, DotFun):
+        return join_fun(a, ca, b, cb)
+    if isinstance(a, DotMap) and isinstance(b, DotMap):
+        return join_map(a, ca, b, cb)
+    # One side is an empty store of the other kind (a bottom built without knowing the kind).
+    if not len(a):
+        return _filter(b, ca)
+    if not len(b):
+        return _filter(a, cb)
+    raise TypeError("cannot join a DotFun with a DotMap")
+
+
+def join_at(
+    a: DotStore, ca: CausalContext, b: DotStore, cb: CausalContext, path: tuple[Hashable, ...]
+) -> DotStore:
+    """``join`` for a delta confined to one key path: O(path) instead of O(size of ``a``).
+
+    Valid when every dot of ``cb`` and every entry of ``b`` lies under ``path`` (true of every
+    delta a mutator produces for that path); then it equals the full join. If ``b`` holds
+    entries elsewhere it falls back to the full join.
+    """
+    if not path or not isinstance(a, DotMap) or not isinstance(b, DotMap):
+        return join(a, ca, b, cb)
+    k = path[0]
+    if any(key != k for key in b._d):
+        return join(a, ca, b, cb)
+    sub_a, sub_b = a._d.get(k), b._d.get(k)
+    if sub_a is None and sub_b is None:
+        return a
+    if sub_a is None:
+        assert sub_b is not None
+        j = _filter(sub_b, ca)
+    else:
+        if sub_b is None:
+            sub_b = EMPTY_MAP if isinstance(sub_a, DotMap) else EMPTY_FUN
+        j = join_at(sub_a, ca, sub_b, cb, path[1:])
+    out = a._d.copy()
+    if len(j):
+        out[k] = j
+    else:
+        out.pop(k, None)
+    return DotMap._wrap(out)
+
+
+def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotFun:
+    ad, bd = a._d, b._d
+    if not bd:
+        return _filter_fun(a, cb)
+    out = {d: v for d, v in ad.items() if d in bd or not cb.contains(d)}
+    for d, v in bd.items():
+        if d not in ad and not ca.contains(d):
+            out[d] = v
+    return DotFun._wrap(out)
+
+
+def join_map(a: DotMap, ca: CausalContext, b: DotMap, cb: CausalContext) -> DotMap:
+    out: dict[Hashable, DotStore] = {}
+    for k, av in a._d.items():
+        bv = b._d.get(k)
+        j = _filter(av, cb) if bv is None else join(av, ca, bv, cb)
+        if len(j):
+            out[k] = j
+    for k, bv in b._d.items():
+        if k not in a._d:
+            j = _filter(bv, ca)
+            if len(j):
+                out[k] = j
+    return DotMap._wrap(out)
+
+
+def _filter_fun(a: DotFun, c: CausalContext) -> DotFun:
+    if c.is_empty():
+        return a
+    return DotFun._wrap({d: v for d, v in a._d.items() if not c.contains(d)})
+
+
+def _filter(a: DotStore, c: CausalContext) -> DotStore:
+    """Join with the bottom store of context ``c``: drop every entry ``c`` has seen."""
+    if isinstance(a, DotFun):
+        return _filter_fun(a, c)
+    out: dict[Hashable, DotStore] = {}
+    for k, v in a._d.items():
+        j = _filter(v, c)
+        if len(j):
+            out[k] = j
+    return DotMap._wrap(out)
+
+
+def dots(store: DotStore) -> Iterator[Dot]:
+    """Every dot held in ``store`` (recursively)."""
+    if isinstance(store, DotFun):
+        yield from store._d
+    else:
+        for v in store._d.values():
+            yield from dots(v)
+
+
+def flatten(store: DotStore, path: tuple[Hashable, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Entries as ``(*path, dot, payload)`` tuples: the structural view used by ``leq``."""
+    if isinstance(store, DotFun):
+        for d, v in store._d.items():
+            yield (*path, d, v)
+    else:
+        for k, v in store._d.items():
+            yield from flatten(v, (*path, k))
+
+
+def causal_leq(a: DotStore, ca: CausalContext, b: DotStore, cb: CausalContext) -> bool:
+    """Lattice order of causal states, defined without using ``join``.
+
+    ``(a, ca) <= (b, cb)`` iff ``cb`` has seen every dot of ``ca`` and every entry of ``b`` whose
+    dot ``ca`` has seen is also an entry of ``a`` (``b`` dropped entries, it never revived one).
+    """
+    if not ca.leq(cb):
+        return False
+    fa = set(flatten(a))
+    return all(e in fa for e in flatten(b) if ca.contains(e[-2]))
+
+
+def observed(
+    store: DotStore | None, context: CausalContext | None
+) -> list[Dot]:
+    """The dots of ``store`` a write supersedes: all of them, or those ``context`` covers."""
+    if store is None:
+        return []
+    if context is None:
+        return list(dots(store))
+    return [d for d in dots(store) if context.contains(d)]
+
+
+def write_delta(
+    store: DotStore | None,
+    cc: CausalContext,
+    replica: str,
+    payload: Any,
+    context: CausalContext | None,
+) -> tuple[DotFun, CausalContext]:
+    """Delta of "replace what the writer observed with one new entry ``payload``"."""
+    dot = cc.next_dot(replica)
+    return DotFun._wrap({dot: payload}), CausalContext.from_dots([*observed(store, context), dot])
+
+
+def remove_delta(
+    store: DotStore | None, context: CausalContext | None
+) -> tuple[DotFun, CausalContext]:
+    """Delta of "drop what the remover observed": no entries, only a context."""
+    return EMPTY_FUN, CausalContext.from_dots(observed(store, context))
