@@ -53,7 +53,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _print_table(rows: Sequence[object]) -> None:
-    print(f"{'COMPONENT':<16} {'READY':<6} {'ADDRESS':<52} SPIFFE ID / DETAIL")
+    print(f"{'COMPONENT':<18} {'READY':<6} {'ADDRESS':<52} SPIFFE ID / DETAIL")
     for row in rows:
         r = dataclasses.asdict(row)  # type: ignore[call-overload]
         extra = r["spiffe_id"] + (
@@ -61,7 +61,7 @@ def _print_table(rows: Sequence[object]) -> None:
         )
         if not r["ready"] and r["detail"]:
             extra += f"  [{r['detail']}]"
-        print(f"{r['name']:<16} {'yes' if r['ready'] else 'NO':<6} {r['address']:<52} {extra}")
+        print(f"{r['name']:<18} {'yes' if r['ready'] else 'NO':<6} {r['address']:<52} {extra}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -97,7 +97,7 @@ def _whoami(args: argparse.Namespace) -> int:
 
     try:
         plan = SuitePlan.load(_state_dir(args))
-        response = asyncio.run(whoami(plan, args.service))
+        response = asyncio.run(whoami(plan, plan.instance(args.service)))
     except Exception as err:
         print(f"x0 whoami: {err}", file=sys.stderr)
         return 1
@@ -146,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "whoami":
-            cmd.add_argument("service", choices=SERVICES)
+            cmd.add_argument("service", help="a service (identity, ...) or replica (consensus-2)")
     return top
 
 

@@ -65,15 +65,32 @@ def test_up_status_down(tmp_path: Path) -> None:
         components = {c["name"]: c for c in report["components"]}
         not_ready = [n for n, c in components.items() if not c["ready"]]
         assert report["ready"] is True and not not_ready, not_ready
-        expected = {"spire-server", "redis", "prometheus", "alertmanager"}
-        for svc in ("identity", "policy", "consensus", "sync", "healer", "ops"):
-            expected |= {svc, f"opa-{svc}", f"agent-{svc}"}
-            assert components[svc]["spiffe_id"] == f"spiffe://x0tta6bl4.mesh/ns/local/sa/{svc}"
-            assert components[svc]["svid_expires_at"]
+        expected = {"spire-server", "redis", "prometheus", "alertmanager", "agent-operator"}
+        processes = [
+            "identity",
+            "policy",
+            "healer",
+            "ops",
+            *(f"consensus-{i}" for i in (1, 2, 3)),
+            *(f"sync-{i}" for i in (1, 2, 3)),
+        ]
+        for name in processes:
+            expected |= {name, f"opa-{name}", f"agent-{name}"}
+            service = name.split("-")[0]
+            assert components[name]["spiffe_id"] == (
+                f"spiffe://x0tta6bl4.mesh/ns/local/sa/{service}"
+            )
+            assert components[name]["svid_expires_at"]
         assert expected <= set(components)
         assert _processes_under(state), "the suite's processes should be visible while up"
-        whoami = subprocess.run([*X0, "whoami", "consensus", "--state-dir", str(state)], env=env,
-                                capture_output=True, text=True, timeout=60, check=False)
+        whoami = subprocess.run(
+            [*X0, "whoami", "consensus-2", "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert whoami.returncode == 0, whoami.stderr
         answer = json.loads(whoami.stdout)
         assert answer["callerSpiffeId"] == "spiffe://x0tta6bl4.mesh/ns/local/sa/operator"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from x0tta6bl4.devstack.plan import OPERATOR, SuitePlan
+from x0tta6bl4.devstack.plan import OPERATOR, Instance, SuitePlan
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 
 async def whoami(
-    plan: SuitePlan, service: str, *, timeout_s: float = 5.0
+    plan: SuitePlan, inst: Instance, *, timeout_s: float = 5.0
 ) -> diagnostics_pb2.WhoAmIResponse:
     svids = SvidSource(str(plan.agent_socket(OPERATOR)))
     svids.start()
@@ -20,8 +20,8 @@ async def whoami(
             raise TimeoutError(f"no operator SVID from {plan.agent_socket(OPERATOR)}")
         client = MeshClient(
             svids,
-            address=f"127.0.0.1:{plan.grpc_port(service)}",
-            target_service=service,
+            address=f"127.0.0.1:{inst.grpc_port}",
+            target_service=inst.service,
             caller_service=OPERATOR,
             namespace=plan.namespace,
             default_timeout_s=timeout_s,

@@ -1,4 +1,11 @@
-"""The local suite's layout: which components run, on which ports, with which files (pure)."""
+"""The local suite's layout: which processes run, on which ports, with which files (pure).
+
+Consensus and sync run as three replicas each (``consensus-1`` … ``sync-3``); the other
+services as one process. Every service process has its own SPIRE agent (its own Workload API
+socket) and its own OPA sidecar, as a pod would. Replicas of one service share its SPIFFE ID
+and DNS name. Ports: each service owns a block of ten from ``port_base + 100``; replica *i*
+uses gRPC ``+3(i-1)``, HTTP ``+3(i-1)+1`` and its sidecar ``+3(i-1)+2``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,27 @@ from pathlib import Path
 from x0tta6bl4.platform.config import SERVICES, dns_name_for, spiffe_id_for
 
 OPERATOR = "operator"  # the identity of a human's `x0` CLI
-WORKLOADS = (*SERVICES, OPERATOR)
+REPLICAS = {"consensus": 3, "sync": 3}
+ZONES = ("zone-a", "zone-b", "zone-c")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Instance:
+    """One service process of the local suite."""
+
+    service: str
+    index: int  # 1-based replica number; 0 for an unreplicated service
+    grpc_port: int
+    http_port: int
+    opa_port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.index}" if self.index else self.service
+
+    @property
+    def zone(self) -> str:
+        return ZONES[(self.index - 1) % len(ZONES)] if self.index else ZONES[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,20 +62,40 @@ class SuitePlan:
     def alertmanager_port(self) -> int:
         return self.port_base + 93
 
-    def grpc_port(self, service: str) -> int:
-        return self.port_base + 100 + 10 * SERVICES.index(service)
+    def instances(self, service: str | None = None) -> list[Instance]:
+        result = []
+        for block, svc in enumerate(SERVICES):
+            if service not in (None, svc):
+                continue
+            base = self.port_base + 100 + 10 * block
+            count = REPLICAS.get(svc, 0)
+            for i in range(1, count + 1) if count else (0,):
+                offset = 3 * (i - 1) if i else 0
+                result.append(Instance(svc, i, base + offset, base + offset + 1, base + offset + 2))
+        return result
 
-    def http_port(self, service: str) -> int:
-        return self.grpc_port(service) + 1
+    def instance(self, name: str) -> Instance:
+        for inst in self.instances():
+            if inst.name == name or (inst.service == name and inst.index in (0, 1)):
+                return inst
+        raise KeyError(f"no instance {name!r} in the local suite")
 
-    def opa_port(self, service: str) -> int:
-        return self.grpc_port(service) + 2
+    @property
+    def workloads(self) -> list[str]:
+        """Every SPIRE agent's name: one per service process, plus the operator."""
+        return [i.name for i in self.instances()] + [OPERATOR]
 
     def spiffe_id(self, workload: str) -> str:
-        return spiffe_id_for(workload, self.namespace)
+        return spiffe_id_for(self.service_of(workload), self.namespace)
+
+    def service_of(self, workload: str) -> str:
+        """``consensus-2`` → ``consensus``; ``identity`` and ``operator`` stay as they are."""
+        base, _, index = workload.rpartition("-")
+        return base if base and index.isdigit() else workload
 
     def dns_names(self, workload: str) -> tuple[str, ...]:
-        return (dns_name_for(workload, self.namespace),) if workload in SERVICES else ()
+        service = self.service_of(workload)
+        return (dns_name_for(service, self.namespace),) if service in SERVICES else ()
 
     @property
     def spire_dir(self) -> Path:
@@ -68,16 +115,39 @@ class SuitePlan:
     def plan_file(self) -> Path:
         return self.state_dir / "suite.json"
 
-    def service_env(self, service: str) -> dict[str, str]:
-        return {
+    def service_env(self, inst: Instance) -> dict[str, str]:
+        data = self.state_dir / "data" / inst.name
+        env = {
             "X0_NAMESPACE": self.namespace,
-            "X0_SPIFFE_SOCKET": str(self.agent_socket(service)),
-            "X0_OPA_URL": f"http://127.0.0.1:{self.opa_port(service)}",
-            "X0_GRPC_ADDR": f"127.0.0.1:{self.grpc_port(service)}",
-            "X0_HTTP_ADDR": f"127.0.0.1:{self.http_port(service)}",
-            "X0_STATE_DIR": str(self.state_dir / "data" / service),
+            "X0_SPIFFE_SOCKET": str(self.agent_socket(inst.name)),
+            "X0_OPA_URL": f"http://127.0.0.1:{inst.opa_port}",
+            "X0_GRPC_ADDR": f"127.0.0.1:{inst.grpc_port}",
+            "X0_HTTP_ADDR": f"127.0.0.1:{inst.http_port}",
+            "X0_STATE_DIR": str(data),
             "OTEL_TRACES_EXPORTER": "none",
         }
+        peers = self.instances(inst.service)
+        if inst.service == "consensus":
+            env.update(
+                {
+                    "X0_RAFT_NODE_ID": str(inst.index),
+                    "X0_RAFT_PEERS": ",".join(
+                        f"{p.index}=127.0.0.1:{p.grpc_port}@{p.zone}" for p in peers
+                    ),
+                    "X0_RAFT_DATA_DIR": str(data / "raft"),
+                }
+            )
+        if inst.service == "sync":
+            env.update(
+                {
+                    "X0_SYNC_REPLICA_ID": f"r{inst.index}",
+                    "X0_SYNC_PEERS": ",".join(
+                        f"r{p.index}=127.0.0.1:{p.grpc_port}" for p in peers if p != inst
+                    ),
+                    "X0_SYNC_DATA_DIR": str(data / "sync"),
+                }
+            )
+        return env
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -108,10 +178,10 @@ class SuitePlan:
 
 
 def prometheus_config(plan: SuitePlan) -> str:
-    services = ", ".join(f"'127.0.0.1:{plan.http_port(s)}'" for s in SERVICES)
-    sidecars = ", ".join(f"'127.0.0.1:{plan.opa_port(s)}'" for s in SERVICES)
+    services = ", ".join(f"'127.0.0.1:{i.http_port}'" for i in plan.instances())
+    sidecars = ", ".join(f"'127.0.0.1:{i.opa_port}'" for i in plan.instances())
     return f"""\
-# Generated by `x0 up`: scrape every service, every OPA sidecar, and the monitoring stack.
+# Generated by `x0 up`: scrape every service process, every OPA sidecar, and the monitoring stack.
 global:
   scrape_interval: 5s
   evaluation_interval: 5s

@@ -152,8 +152,11 @@ plugins {{
             raise SpireError(f"unexpected output of token generate: {out!r}")
         return match.group(1)
 
-    def entry_ids(self, spiffe_id: str) -> list[str]:
-        out = self._cli("entry", "show", "-spiffeID", spiffe_id)
+    def entry_ids(self, spiffe_id: str, parent_id: str = "") -> list[str]:
+        args = ["entry", "show", "-spiffeID", spiffe_id]
+        if parent_id:
+            args += ["-parentID", parent_id]
+        out = self._cli(*args)
         return re.findall(r"Entry ID\s*:\s*(\S+)", out)
 
     def create_entry(self, entry: Entry) -> str:

@@ -23,15 +23,9 @@ from pathlib import Path
 
 from x0tta6bl4.devstack.binaries import find
 from x0tta6bl4.devstack.opa import opa_command
-from x0tta6bl4.devstack.plan import (
-    ALERTMANAGER_CONFIG,
-    WORKLOADS,
-    SuitePlan,
-    prometheus_config,
-)
+from x0tta6bl4.devstack.plan import ALERTMANAGER_CONFIG, Instance, SuitePlan, prometheus_config
 from x0tta6bl4.devstack.spire import Entry, SpireAgent, SpireServer
 from x0tta6bl4.devstack.supervisor import Program, Supervisor
-from x0tta6bl4.platform.config import SERVICES
 
 Say = Callable[[str], None]
 
@@ -67,15 +61,15 @@ def _redis_ok(port: int) -> bool:
 def _programs(plan: SuitePlan, server: SpireServer) -> list[Program]:
     state = plan.state_dir
     programs = [Program("spire-server", server.command())]
-    for workload in WORKLOADS:
+    for workload in plan.workloads:
         programs.append(
             Program(
                 f"agent-{workload}",
                 SpireAgent(plan.agent_dir(workload), workload, server).command(),
             )
         )
-    for service in SERVICES:
-        programs.append(Program(f"opa-{service}", opa_command(plan.opa_port(service))))
+    for inst in plan.instances():
+        programs.append(Program(f"opa-{inst.name}", opa_command(inst.opa_port)))
     programs.append(
         Program(
             "redis",
@@ -119,24 +113,22 @@ def _programs(plan: SuitePlan, server: SpireServer) -> list[Program]:
             ],
         )
     )
-    for service in SERVICES:
+    for inst in plan.instances():
         programs.append(
             Program(
-                service,
-                [sys.executable, "-m", f"x0tta6bl4.{service}"],
-                env=plan.service_env(service),
+                inst.name,
+                [sys.executable, "-m", f"x0tta6bl4.{inst.service}"],
+                env=plan.service_env(inst),
             )
         )
     return programs
 
 
-def _wait(
-    what: str, check: Callable[[], bool], timeout_s: float, say: Say, log: Path | None = None
-) -> None:
+def _wait(what: str, check: Callable[[], bool], timeout_s: float, say: Say, logs: Path) -> None:
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout_s:
-            hint = f" (see {log})" if log else ""
+            hint = f" (see {logs / what}.log)"
             raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s{hint}")
         time.sleep(0.2)
     say(f"  ready: {what} ({time.monotonic() - started:.1f}s)")
@@ -158,80 +150,58 @@ def up(plan: SuitePlan, say: Say = print, timeout_s: float = 120.0) -> None:
     say(f"supervisord {'running' if already else 'started'}; state in {state}")
 
     supervisor.start("spire-server")
-    _wait("spire-server", server.healthy, timeout_s, say, plan.logs_dir / "spire-server.log")
+    _wait("spire-server", server.healthy, timeout_s, say, plan.logs_dir)
 
     bundle = server.bundle_pem()
     agents: list[SpireAgent] = []
-    for workload in WORKLOADS:
+    for workload in plan.workloads:
         agent = SpireAgent(plan.agent_dir(workload), workload, server)
         agents.append(agent)
         if agent.healthy():
             continue
         shutil.rmtree(agent.root / "data", ignore_errors=True)  # re-attest with a fresh token
-        spiffe_id = plan.spiffe_id(workload)
-        if not server.entry_ids(spiffe_id):
-            server.create_entry(
-                Entry(
-                    spiffe_id=spiffe_id,
-                    parent_id=server.agent_alias(workload),
-                    selectors=(f"unix:uid:{os.getuid()}",),
-                    dns_names=plan.dns_names(workload),
-                    x509_svid_ttl_s=plan.svid_ttl_s,
-                )
-            )
+        entry = Entry(
+            spiffe_id=plan.spiffe_id(workload),
+            parent_id=server.agent_alias(workload),
+            selectors=(f"unix:uid:{os.getuid()}",),
+            dns_names=plan.dns_names(workload),
+            x509_svid_ttl_s=plan.svid_ttl_s,
+        )
+        if not server.entry_ids(entry.spiffe_id, entry.parent_id):
+            server.create_entry(entry)
         agent.write_config(server.join_token(workload), bundle)
-    supervisor.start(*(f"agent-{w}" for w in WORKLOADS))
+    supervisor.start(*(f"agent-{w}" for w in plan.workloads))
     for agent in agents:
+        _wait(f"agent-{agent.name}", agent.healthy, timeout_s, say, plan.logs_dir)
+
+    instances = plan.instances()
+    supervisor.start(*(f"opa-{i.name}" for i in instances), "redis", "prometheus", "alertmanager")
+    for inst in instances:
         _wait(
-            f"agent-{agent.name}",
-            agent.healthy,
-            timeout_s,
-            say,
-            plan.logs_dir / f"agent-{agent.name}.log",
+            f"opa-{inst.name}", _http_check(inst.opa_port, "/health"), timeout_s, say, plan.logs_dir
         )
+    _wait("redis", functools.partial(_redis_ok, plan.redis_port), timeout_s, say, plan.logs_dir)
+    for name, port in (
+        ("prometheus", plan.prometheus_port),
+        ("alertmanager", plan.alertmanager_port),
+    ):
+        _wait(name, _http_check(port, "/-/ready"), timeout_s, say, plan.logs_dir)
 
-    supervisor.start(*(f"opa-{s}" for s in SERVICES), "redis", "prometheus", "alertmanager")
-    for service in SERVICES:
-        _wait(
-            f"opa-{service}",
-            functools.partial(_http_ok, f"http://127.0.0.1:{plan.opa_port(service)}/health"),
-            timeout_s,
-            say,
-            plan.logs_dir / f"opa-{service}.log",
-        )
-    _wait("redis", lambda: _redis_ok(plan.redis_port), timeout_s, say)
-    _wait(
-        "prometheus",
-        lambda: _http_ok(f"http://127.0.0.1:{plan.prometheus_port}/-/ready"),
-        timeout_s,
-        say,
-        plan.logs_dir / "prometheus.log",
-    )
-    _wait(
-        "alertmanager",
-        lambda: _http_ok(f"http://127.0.0.1:{plan.alertmanager_port}/-/ready"),
-        timeout_s,
-        say,
-        plan.logs_dir / "alertmanager.log",
-    )
-
-    supervisor.start(*SERVICES)
-    for service in SERVICES:
-        _wait(
-            service,
-            functools.partial(_http_ok, f"http://127.0.0.1:{plan.http_port(service)}/readyz"),
-            timeout_s,
-            say,
-            plan.logs_dir / f"{service}.log",
-        )
+    supervisor.start(*(i.name for i in instances))
+    for inst in instances:
+        _wait(inst.name, _http_check(inst.http_port, "/readyz"), timeout_s, say, plan.logs_dir)
 
 
-async def _whoami(plan: SuitePlan, service: str) -> tuple[str, str, str]:
-    """(server SPIFFE ID, SVID expiry, error) of a service, asked over mTLS as the operator."""
+def _http_check(port: int, path: str) -> Callable[[], bool]:
+    return functools.partial(_http_ok, f"http://127.0.0.1:{port}{path}")
+
+
+async def _whoami(plan: SuitePlan, inst: Instance) -> tuple[str, str, str]:
+    """(server SPIFFE ID, SVID expiry, error) of a service process, asked as the operator."""
     from x0tta6bl4.devstack.operator import whoami
 
     try:
-        response = await whoami(plan, service, timeout_s=3.0)
+        response = await whoami(plan, inst, timeout_s=3.0)
     except Exception as err:
         return "", "", str(err).splitlines()[0][:200]
     expires = response.server_svid_expires_at.ToDatetime(tzinfo=dt.UTC).isoformat()
@@ -240,7 +210,7 @@ async def _whoami(plan: SuitePlan, service: str) -> tuple[str, str, str]:
 
 def status(plan: SuitePlan) -> list[ComponentStatus]:
     server = SpireServer(plan.spire_dir / "server", port=plan.spire_port, sync_interval="1s")
-    result = [
+    rows = [
         ComponentStatus(
             "spire-server",
             "spire",
@@ -249,9 +219,9 @@ def status(plan: SuitePlan) -> list[ComponentStatus]:
             f"spiffe://{server.trust_domain}",
         )
     ]
-    for workload in WORKLOADS:
+    for workload in plan.workloads:
         agent = SpireAgent(plan.agent_dir(workload), workload, server)
-        result.append(
+        rows.append(
             ComponentStatus(
                 f"agent-{workload}",
                 "spire-agent",
@@ -260,17 +230,17 @@ def status(plan: SuitePlan) -> list[ComponentStatus]:
                 server.agent_alias(workload),
             )
         )
-    for service in SERVICES:
-        port = plan.opa_port(service)
-        result.append(
+    instances = plan.instances()
+    for inst in instances:
+        rows.append(
             ComponentStatus(
-                f"opa-{service}",
+                f"opa-{inst.name}",
                 "opa",
-                f"http://127.0.0.1:{port}",
-                _http_ok(f"http://127.0.0.1:{port}/health"),
+                f"http://127.0.0.1:{inst.opa_port}",
+                _http_check(inst.opa_port, "/health")(),
             )
         )
-    result.append(
+    rows.append(
         ComponentStatus(
             "redis", "redis", f"127.0.0.1:{plan.redis_port}", _redis_ok(plan.redis_port)
         )
@@ -279,31 +249,28 @@ def status(plan: SuitePlan) -> list[ComponentStatus]:
         ("prometheus", plan.prometheus_port),
         ("alertmanager", plan.alertmanager_port),
     ):
-        result.append(
-            ComponentStatus(
-                name, name, f"http://127.0.0.1:{port}", _http_ok(f"http://127.0.0.1:{port}/-/ready")
-            )
+        rows.append(
+            ComponentStatus(name, name, f"http://127.0.0.1:{port}", _http_check(port, "/-/ready")())
         )
 
-    async def services() -> list[ComponentStatus]:
-        answers = await asyncio.gather(*(_whoami(plan, s) for s in SERVICES))
-        rows = []
-        for service, (spiffe_id, expires, error) in zip(SERVICES, answers, strict=True):
-            ready = _http_ok(f"http://127.0.0.1:{plan.http_port(service)}/readyz") and not error
-            rows.append(
-                ComponentStatus(
-                    service,
-                    "service",
-                    f"127.0.0.1:{plan.grpc_port(service)}",
-                    ready,
-                    spiffe_id,
-                    expires,
-                    error or f"metrics http://127.0.0.1:{plan.http_port(service)}/metrics",
-                )
-            )
-        return rows
+    async def ask_all() -> list[tuple[str, str, str]]:
+        return list(await asyncio.gather(*(_whoami(plan, i) for i in instances)))
 
-    return result + asyncio.run(services())
+    for inst, (spiffe_id, expires, error) in zip(instances, asyncio.run(ask_all()), strict=True):
+        ready = _http_check(inst.http_port, "/readyz")() and not error
+        detail = error or f"metrics http://127.0.0.1:{inst.http_port}/metrics"
+        rows.append(
+            ComponentStatus(
+                inst.name,
+                "service",
+                f"127.0.0.1:{inst.grpc_port}",
+                ready,
+                spiffe_id,
+                expires,
+                detail,
+            )
+        )
+    return rows
 
 
 def down(state_dir: Path, say: Say = print) -> None:
