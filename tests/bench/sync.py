@@ -25,11 +25,14 @@ is a root ``Map`` of a ``Doc``; a delete is ``del``. Workloads:
   subprocess per system -> ``rss_bytes`` (RSS growth over the empty structure),
   ``live_bytes`` (the encoded size of the remaining state) and ``data_bytes`` (the raw bytes of
   the surviving keys and values).
-* ``convergence`` of 3 and 5 replicas over loopback after a partition heals. x0tta6bl4: needs
-  the sync service's replica-to-replica gRPC API; reported as not built until it exists (never
-  simulated). pycrdt has no network layer, so the benchmark gives it a minimal one: one asyncio TCP
-  server per replica on 127.0.0.1, full-mesh anti-entropy rounds (send state vector, receive
-  diff, apply) -> seconds and rounds.
+* ``convergence`` of 3 and 5 replicas over loopback after a partition heals. x0tta6bl4: real
+  sync service processes over mTLS (SPIRE + OPA, tests/support/mesh.py), each dialling its peers
+  through a fault proxy; all links cut, each replica takes the writes through Update, links
+  healed; seconds until every replica applied the same events, and the anti-entropy rounds
+  (digest exchanges per peer, interval 200 ms; pushes every 50 ms also deliver deltas). pycrdt
+  has no network layer, so the benchmark gives it a minimal one: one asyncio TCP server per
+  replica on 127.0.0.1, full-mesh anti-entropy rounds (send state vector, receive diff, apply)
+  -> seconds and rounds.
 
 Writes ``bench-results/sync.json``; prints a table with ratios vs pycrdt. The exit status is
 non-zero only if the peer (pycrdt) failed.
@@ -39,8 +42,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
-import importlib.util
 import json
 import os
 import random
@@ -333,22 +336,113 @@ def memory(system: str, n: int) -> dict[str, Any]:
 # -- convergence over loopback ------------------------------------------------------------------
 
 
-def x0_sync_service() -> str | None:
-    """Why the x0tta6bl4 convergence entry cannot run, or None if the service exists."""
-    spec = importlib.util.find_spec("x0tta6bl4.sync")
-    if spec is None or spec.origin is None:
-        return "not built: x0tta6bl4.sync is missing"
-    package = Path(spec.origin).parent
-    if importlib.util.find_spec("x0tta6bl4.sync.v1") is None:
-        return "not built: the sync gRPC API (x0tta6bl4.sync.v1) does not exist yet"
-    served = any(
-        "Servicer_to_server" in f.read_text(errors="replace")
-        for f in package.rglob("*.py")
-        if not {"v1", "core"} & set(f.relative_to(package).parts)
-    )
-    if not served:
-        return "not built: `python -m x0tta6bl4.sync` does not serve the sync API yet"
-    return "adapter not written yet: the sync service now exists; add it to tests/bench/sync.py"
+async def x0_convergence(sizes: tuple[int, ...], writes: int) -> dict[str, Any]:
+    """``n`` real sync replicas (processes, mTLS, SPIRE, OPA - tests/support/mesh.py), each
+    dialling its peers through a fault proxy. All links are cut; each replica takes ``writes``
+    changes through its Update API; the links heal; then the clock runs until every replica
+    has applied the same events -> seconds since the heal and anti-entropy rounds (the most
+    digest exchanges any replica completed with one peer in that time)."""
+    import re
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    from tests.support.faultproxy import FaultNetwork
+    from tests.support.mesh import Mesh, client, free_port, svid_source, sync_cluster
+    from x0tta6bl4.sync.v1 import sync_pb2, sync_pb2_grpc
+
+    ae_ms = 200
+    env = {"X0_SYNC_PUSH_INTERVAL_MS": "50", "X0_SYNC_ANTI_ENTROPY_INTERVAL_MS": str(ae_ms)}
+    lww = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_LWW_REGISTER)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="x0-bench-sync-") as tmp:
+        mesh = Mesh(Path(tmp) / "mesh")
+        net = FaultNetwork()
+        try:
+            operator = mesh.workload("operator")
+            for n in sizes:
+                ids = tuple(f"r{i}" for i in range(n))
+                ports = {rid: free_port() for rid in ids}
+                links = {
+                    f"{i}->{j}": net.link(f"{n}:{i}->{j}", ports[j]).port
+                    for i in ids
+                    for j in ids
+                    if i != j
+                }
+                names = [f"{n}:{name}" for name in links]
+                cluster = sync_cluster(
+                    mesh, Path(tmp) / f"sync-{n}", ids, env=env, links=links, ports=ports
+                )
+                net.partition(*names, mode="reset")
+
+                def rounds(cluster: Any = cluster) -> int:
+                    best = 0
+                    for member in cluster.members.values():
+                        for m in re.finditer(
+                            r'^x0tta6bl4_sync_anti_entropy_rounds_total\{peer="[^"]+"\} (\S+)',
+                            member.metrics(),
+                            re.M,
+                        ):
+                            best = max(best, int(float(m.group(1))))
+                    return best
+
+                async with contextlib.AsyncExitStack() as stack:
+                    svids = await stack.enter_async_context(svid_source(operator))
+                    clients = [
+                        await stack.enter_async_context(client(svids, cluster.members[rid]))
+                        for rid in ids
+                    ]
+
+                    async def write(idx: int, c: Any) -> None:
+                        rng = random.Random(idx)
+                        for w in range(writes):
+                            req = sync_pb2.UpdateRequest(
+                                key=f"k{rng.randrange(writes)}",
+                                type=lww,
+                                operation=sync_pb2.Operation(
+                                    assign=sync_pb2.Assign(
+                                        value=sync_pb2.Scalar(text=f"r{idx}-{w}")
+                                    )
+                                ),
+                            )
+                            await c.call(
+                                lambda ch, t, req=req: sync_pb2_grpc.SyncServiceStub(ch).Update(
+                                    req, timeout=t
+                                ),
+                                idempotent=False,
+                            )
+
+                    await asyncio.gather(*(write(i, c) for i, c in enumerate(clients)))
+
+                    async def applied(clients: list[Any] = clients) -> set[bytes]:
+                        got = set()
+                        for c in clients:
+                            st = await c.call(
+                                lambda ch, t: sync_pb2_grpc.SyncServiceStub(ch).Stats(
+                                    sync_pb2.StatsRequest(), timeout=t
+                                ),
+                                idempotent=True,
+                            )
+                            got.add(bytes(st.applied))
+                        return got
+
+                    start_rounds = rounds()
+                    net.heal(*names)
+                    t0 = time.perf_counter()
+                    while len(await applied()) != 1:
+                        if time.perf_counter() - t0 > 60:
+                            raise RuntimeError(f"{n} replicas did not converge in 60 s")
+                        await asyncio.sleep(0.01)
+                    dt = time.perf_counter() - t0
+                    out[str(n)] = {
+                        "seconds": round(dt, 4),
+                        "rounds": max(1, rounds() - start_rounds),
+                    }
+                for member in cluster.members.values():
+                    member.process.stop(timeout_s=10)
+        finally:
+            net.close()
+            mesh.close()
+    return out
 
 
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -497,11 +591,17 @@ def run_all(
             results[name]["extra"][f"memory_{k}"] = mem.pop(k)
         results[name]["memory_after_gc"] = mem
         convergence: dict[str, Any] = {}
+        if name == "x0tta6bl4":
+            both = step(
+                name,
+                "convergence 3 and 5",
+                lambda: asyncio.run(x0_convergence((3, 5), plan.convergence_writes)),
+            )
+            for n in (3, 5):
+                convergence[str(n)] = both.get(str(n), both) if "error" not in both else both
         for n in (3, 5):
             if name == "x0tta6bl4":
-                why = x0_sync_service()
-                convergence[str(n)] = {"error": why}
-                log(f"  {name}: convergence {n}: {why}")
+                continue
             else:
                 convergence[str(n)] = step(
                     name,

@@ -232,3 +232,163 @@ async def whoami(mesh_client: MeshClient) -> diagnostics_pb2.WhoAmIResponse:
         ),
         idempotent=False,
     )
+
+
+@dataclasses.dataclass
+class ConsensusCluster:
+    """Consensus members (real processes) sharing one SPIRE agent and one OPA sidecar.
+
+    Member ``i`` listens on a fixed gRPC port (chosen up front, so X0_RAFT_PEERS can name
+    every member) and keeps its data in ``root/node-<i>``, so a killed member can be
+    restarted on the same port and directory.
+    """
+
+    mesh: Mesh
+    workload: Workload
+    opa: Opa
+    root: Path
+    ports: dict[int, int]
+    env: dict[str, str]
+    members: dict[int, ServiceProcess] = dataclasses.field(default_factory=dict)
+
+    @property
+    def peers(self) -> str:
+        return ",".join(
+            f"{i}=127.0.0.1:{port}@zone-{'abc'[(i - 1) % 3]}" for i, port in self.ports.items()
+        )
+
+    def start(self, node_id: int, *, env: dict[str, str] | None = None) -> ServiceProcess:
+        member_env = {
+            "X0_RAFT_NODE_ID": str(node_id),
+            "X0_RAFT_PEERS": self.peers,
+            "X0_RAFT_DATA_DIR": str(self.root / f"node-{node_id}"),
+            **self.env,
+            **(env or {}),
+        }
+        process = self.mesh.service(
+            "consensus",
+            workload=self.workload,
+            opa=self.opa,
+            env=member_env,
+            wait_ready=False,
+            grpc_port=self.ports[node_id],
+        )
+        self.members[node_id] = process
+        return process
+
+    def kill(self, node_id: int) -> None:
+        """kill -9 the member's process group and wait for it to be gone."""
+        process = self.members[node_id].process
+        process.signal(9)
+        if process.popen is not None:
+            process.popen.wait(10)
+
+    def wait_ready(self, node_ids: list[int] | None = None, timeout_s: float = 60) -> None:
+        for node_id in node_ids or list(self.members):
+            member = self.members[node_id]
+            wait_until(
+                member.ready,
+                timeout_s=timeout_s,
+                what=f"consensus member {node_id} /readyz",
+                diagnose=member.process.log_tail,
+            )
+
+
+def consensus_cluster(
+    mesh: Mesh, root: Path, size: int = 3, env: dict[str, str] | None = None
+) -> ConsensusCluster:
+    """Start ``size`` consensus members and wait until every one is ready (has a leader)."""
+    cluster = ConsensusCluster(
+        mesh,
+        mesh.workload("consensus"),
+        mesh.opa(),
+        root,
+        {i: free_port() for i in range(1, size + 1)},
+        dict(env or {}),
+    )
+    for node_id in cluster.ports:
+        cluster.start(node_id)
+    cluster.wait_ready()
+    return cluster
+
+
+@dataclasses.dataclass
+class SyncCluster:
+    """Sync replicas (real processes) sharing one SPIRE agent and one OPA sidecar.
+
+    Replica ``rid`` listens on a fixed gRPC port and keeps its data in ``root/<rid>``, so a
+    killed replica restarts on the same port and directory. With ``links`` (from a
+    ``tests.support.faultproxy.FaultNetwork``), replica A dials B through link ``"A->B"``.
+    """
+
+    mesh: Mesh
+    workload: Workload
+    opa: Opa
+    root: Path
+    ports: dict[str, int]
+    env: dict[str, str]
+    links: dict[str, int] = dataclasses.field(default_factory=dict)
+    members: dict[str, ServiceProcess] = dataclasses.field(default_factory=dict)
+
+    def peers_for(self, rid: str) -> str:
+        return ",".join(
+            f"{p}=127.0.0.1:{self.links.get(f'{rid}->{p}', port)}"
+            for p, port in self.ports.items()
+            if p != rid
+        )
+
+    def start(
+        self, rid: str, *, env: dict[str, str] | None = None, wait_ready: bool = True
+    ) -> ServiceProcess:
+        replica_env = {
+            "X0_SYNC_REPLICA_ID": rid,
+            "X0_SYNC_PEERS": self.peers_for(rid),
+            "X0_SYNC_DATA_DIR": str(self.root / rid),
+            **self.env,
+            **(env or {}),
+        }
+        process = self.mesh.service(
+            "sync",
+            workload=self.workload,
+            opa=self.opa,
+            env=replica_env,
+            wait_ready=wait_ready,
+            grpc_port=self.ports[rid],
+        )
+        self.members[rid] = process
+        return process
+
+    def kill(self, rid: str) -> None:
+        """kill -9 the replica's process group and wait for it to be gone."""
+        process = self.members[rid].process
+        process.signal(9)
+        if process.popen is not None:
+            process.popen.wait(10)
+
+
+def sync_cluster(
+    mesh: Mesh,
+    root: Path,
+    ids: tuple[str, ...] = ("a", "b", "c"),
+    env: dict[str, str] | None = None,
+    links: dict[str, int] | None = None,
+    ports: dict[str, int] | None = None,
+) -> SyncCluster:
+    """Start one sync replica per id (each ready) and return the cluster."""
+    cluster = SyncCluster(
+        mesh,
+        mesh.workload("sync"),
+        mesh.opa(),
+        root,
+        ports or {rid: free_port() for rid in ids},
+        dict(env or {}),
+        dict(links or {}),
+    )
+    for rid in ids:
+        cluster.start(rid, wait_ready=False)
+    for rid in ids:
+        member = cluster.members[rid]
+        wait_until(
+            member.ready, timeout_s=60, what=f"sync {rid} /readyz", diagnose=member.process.log_tail
+        )
+    return cluster

@@ -33,7 +33,7 @@ class Readiness:
         ready = not self.draining
         if self.draining:
             results["draining"] = "shutting down"
-        for name, check in self._checks.items():
+        for name, check in list(self._checks.items()):
             try:
                 ok, detail = await asyncio.wait_for(check(), timeout=2.0)
             except Exception as err:

@@ -67,37 +67,49 @@ def gcounter_ops() -> st.SearchStrategy[Op]:
 
 def pncounter_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
-        st.builds(lambda n: Op("inc", lambda s, r, h, e: s.increment(r, n), True),
-                  st.integers(1, 5)),
-        st.builds(lambda n: Op("dec", lambda s, r, h, e: s.decrement(r, n), True),
-                  st.integers(1, 5)),
+        st.builds(
+            lambda n: Op("inc", lambda s, r, h, e: s.increment(r, n), True), st.integers(1, 5)
+        ),
+        st.builds(
+            lambda n: Op("dec", lambda s, r, h, e: s.decrement(r, n), True), st.integers(1, 5)
+        ),
     )
 
 
 def lww_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
-        st.builds(lambda v, c: Op("assign", lambda s, r, h, e: s.assign(v, h, _ctx(e, c)), True),
-                  VALUES, _ctx_pick()),
-        st.builds(lambda c: Op("clear", lambda s, r, h, e: s.clear(_ctx(e, c)), False),
-                  _ctx_pick()),
+        st.builds(
+            lambda v, c: Op("assign", lambda s, r, h, e: s.assign(v, h, _ctx(e, c)), True),
+            VALUES,
+            _ctx_pick(),
+        ),
+        st.builds(
+            lambda c: Op("clear", lambda s, r, h, e: s.clear(_ctx(e, c)), False), _ctx_pick()
+        ),
     )
 
 
 def mv_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
-        st.builds(lambda v, c: Op("assign", lambda s, r, h, e: s.assign(v, r, _ctx(e, c)), True),
-                  VALUES, _ctx_pick()),
-        st.builds(lambda c: Op("clear", lambda s, r, h, e: s.clear(_ctx(e, c)), False),
-                  _ctx_pick()),
+        st.builds(
+            lambda v, c: Op("assign", lambda s, r, h, e: s.assign(v, r, _ctx(e, c)), True),
+            VALUES,
+            _ctx_pick(),
+        ),
+        st.builds(
+            lambda c: Op("clear", lambda s, r, h, e: s.clear(_ctx(e, c)), False), _ctx_pick()
+        ),
     )
 
 
 def ew_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
-        st.builds(lambda c: Op("enable", lambda s, r, h, e: s.enable(r, _ctx(e, c)), True),
-                  _ctx_pick()),
-        st.builds(lambda c: Op("disable", lambda s, r, h, e: s.disable(_ctx(e, c)), False),
-                  _ctx_pick()),
+        st.builds(
+            lambda c: Op("enable", lambda s, r, h, e: s.enable(r, _ctx(e, c)), True), _ctx_pick()
+        ),
+        st.builds(
+            lambda c: Op("disable", lambda s, r, h, e: s.disable(_ctx(e, c)), False), _ctx_pick()
+        ),
     )
 
 
@@ -111,8 +123,11 @@ def dw_ops() -> st.SearchStrategy[Op]:
 def aw_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
         st.builds(lambda x: Op("add", lambda s, r, h, e: s.add(x, r), True), ELEMENTS),
-        st.builds(lambda x, c: Op("remove", lambda s, r, h, e: s.remove(x, _ctx(e, c)), False),
-                  ELEMENTS, _ctx_pick()),
+        st.builds(
+            lambda x, c: Op("remove", lambda s, r, h, e: s.remove(x, _ctx(e, c)), False),
+            ELEMENTS,
+            _ctx_pick(),
+        ),
         st.just(Op("clear", lambda s, r, h, e: s.clear(), False)),
     )
 
@@ -126,14 +141,22 @@ def rw_ops() -> st.SearchStrategy[Op]:
 
 def map_ops(inner: st.SearchStrategy[Op]) -> st.SearchStrategy[Op]:
     def update(k: str, op: Op) -> Op:
-        return Op(f"update[{k}].{op.name}",
-                  lambda s, r, h, e: s.update(k, lambda v: op.fn(v, r, h, e)), op.always_changes,
-                  (k, *op.path))
+        return Op(
+            f"update[{k}].{op.name}",
+            lambda s, r, h, e: s.update(k, lambda v: op.fn(v, r, h, e)),
+            op.always_changes,
+            (k, *op.path),
+        )
 
     return st.one_of(
         st.builds(update, KEYS, inner),
-        st.builds(lambda k, c: Op(f"remove[{k}]", lambda s, r, h, e: s.remove(k, _ctx(e, c)),
-                                  False, (k,)), KEYS, _ctx_pick()),
+        st.builds(
+            lambda k, c: Op(
+                f"remove[{k}]", lambda s, r, h, e: s.remove(k, _ctx(e, c)), False, (k,)
+            ),
+            KEYS,
+            _ctx_pick(),
+        ),
     )
 
 
@@ -213,9 +236,7 @@ def universes(draw: st.DrawFn, kit: Kit, max_steps: int = 14) -> Universe:
             clocks[i] = clocks[i].now(now)
             before = reps[i]
             after, delta = op.fn(before, REPLICAS[i], clocks[i], u.states)
-            u.mutations.append(
-                Mutation(op.name, before, after, delta, op.always_changes, op.path)
-            )
+            u.mutations.append(Mutation(op.name, before, after, delta, op.always_changes, op.path))
             reps[i] = after
         else:
             _, i, j = step

@@ -13,8 +13,11 @@ from x0tta6bl4.sync.core import DecodeError, decode, decode_context, encode, enc
 from x0tta6bl4.sync.core.dotstore import join, join_at
 
 KIT_NAMES = sorted(KITS)
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _pick(data: st.DataObject, u: Universe, n: int) -> list[Any]:

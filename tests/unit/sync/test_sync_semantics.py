@@ -87,8 +87,12 @@ def test_causal_context_order_and_difference() -> None:
 
 @pytest.mark.parametrize(
     ("entries", "field"),
-    [({"a": -1}, "version_vector[a]"), ({"": 1}, "version_vector.replica"),
-     ({"a": 1.5}, "version_vector[a]"), ({"a": 2**63}, "version_vector[a]")],
+    [
+        ({"a": -1}, "version_vector[a]"),
+        ({"": 1}, "version_vector.replica"),
+        ({"a": 1.5}, "version_vector[a]"),
+        ({"a": 2**63}, "version_vector[a]"),
+    ],
 )
 def test_malformed_version_vectors_are_rejected(entries: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidOperation) as e:
@@ -194,8 +198,15 @@ def test_remove_wins_set_concurrent_remove_beats_add() -> None:
 
 def test_aw_set_sequential_model() -> None:
     s, model = AWSet(), set[Scalar]()
-    steps: list[tuple[str, Scalar]] = [("add", 1), ("add", "x"), ("remove", 1), ("add", 1),
-                                       ("add", b"z"), ("remove", "x"), ("remove", "nope")]
+    steps: list[tuple[str, Scalar]] = [
+        ("add", 1),
+        ("add", "x"),
+        ("remove", 1),
+        ("add", 1),
+        ("add", b"z"),
+        ("remove", "x"),
+        ("remove", "nope"),
+    ]
     for i, (op, e) in enumerate(steps):
         s, _ = s.add(e, "a") if op == "add" else s.remove(e)
         (model.add if op == "add" else model.discard)(e)

@@ -60,18 +60,25 @@ def check_placement(members: list[Member]) -> list[str]:
         if count >= needed:
             warnings.append(
                 f"zone {zone!r} holds {count} of {len(voters)} voters, a quorum on its own: "
-                "losing that zone stops the cluster, and other zones are never needed to commit")
+                "losing that zone stops the cluster, and other zones are never needed to commit"
+            )
         elif len(voters) - count < needed:
             warnings.append(
                 f"losing zone {zone!r} ({count} voters) leaves {len(voters) - count} of "
-                f"{len(voters)}, less than the quorum of {needed}")
+                f"{len(voters)}, less than the quorum of {needed}"
+            )
     if len(per_zone) == 1 and len(voters) > 1:
         warnings.append("all voters are in one zone: the cluster does not survive losing it")
     return warnings
 
 
-def timers_for_rtt(rtt_ms: Mapping[int, float], *, tick_ms: int = 10,
-                   min_heartbeat_ms: int = 50, election_factor: int = 3) -> Timers:
+def timers_for_rtt(
+    rtt_ms: Mapping[int, float],
+    *,
+    tick_ms: int = 10,
+    min_heartbeat_ms: int = 50,
+    election_factor: int = 3,
+) -> Timers:
     """Timers of one node given the RTT (ms) to each voter it talks to.
 
     heartbeat = max(min_heartbeat, 2 x worst RTT); the election timeout base is
@@ -89,15 +96,23 @@ def timers_for_rtt(rtt_ms: Mapping[int, float], *, tick_ms: int = 10,
     return Timers(tick_ms, heartbeat_ticks, election_ticks)
 
 
-def preferred_leader(members: list[Member], preferred_zone: str,
-                     match_index: Mapping[int, int], last_index: int,
-                     max_lag: int = 0) -> int:
+def preferred_leader(
+    members: list[Member],
+    preferred_zone: str,
+    match_index: Mapping[int, int],
+    last_index: int,
+    max_lag: int = 0,
+) -> int:
     """The voter in ``preferred_zone`` to transfer leadership to, or NONE.
 
     Only a voter within ``max_lag`` entries of ``last_index`` qualifies (a lagging one would
     stall writes while it catches up); ties go to the lowest node id, so every leader agrees.
     """
-    candidates = sorted(m.node_id for m in members
-                        if m.voter and m.zone == preferred_zone
-                        and last_index - match_index.get(m.node_id, 0) <= max_lag)
+    candidates = sorted(
+        m.node_id
+        for m in members
+        if m.voter
+        and m.zone == preferred_zone
+        and last_index - match_index.get(m.node_id, 0) <= max_lag
+    )
     return candidates[0] if candidates else NONE

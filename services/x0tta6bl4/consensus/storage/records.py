@@ -1,8 +1,8 @@
 """Write-ahead log records: framing with a checksum, and the payload of each record type.
 
-A record is ``length:u32 | type:u8 | crc:u32 | payload`` (little endian) where ``crc`` is
-CRC-32 (zlib) over the length, the type and the payload, so a damaged length is detected as
-surely as a damaged payload. Record types:
+Records are framed by :mod:`x0tta6bl4.platform.durable` (``length | type | crc | payload``, the
+CRC-32 covering length, type and payload, so a damaged length is detected as surely as a damaged
+payload). Record types:
 
 - ``ENTRY``: a Raft log entry (index, term, entry type, data). An entry at index *i* replaces
   every logged entry at index ≥ *i* (how a conflicting suffix is overwritten durably).
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import enum
 import struct
-import zlib
 from dataclasses import dataclass
+
+from x0tta6bl4.platform.durable import HEADER, frame, parse_frame_at
 
 from ..core.messages import Entry, EntryType, HardState
 
-HEADER = struct.Struct("<IBI")
-MAX_PAYLOAD = 1 << 30
+__all__ = ["HEADER", "Record", "RecordType", "SnapshotMarker", "Truncate", "frame"]
 _ENTRY = struct.Struct("<QQB")
 _HARD_STATE = struct.Struct("<QQQ")
 _SNAPSHOT = struct.Struct("<QQ")
@@ -54,17 +54,6 @@ class Truncate:
 
 Record = Entry | HardState | SnapshotMarker | Truncate
 _TYPES = frozenset(int(t) for t in RecordType)
-
-
-def record_crc(length: int, rtype: int, payload: bytes | memoryview) -> int:
-    """CRC-32 over the length, type and payload of a record."""
-    return zlib.crc32(payload, zlib.crc32(struct.pack("<IB", length, rtype)))
-
-
-def frame(rtype: RecordType, payload: bytes) -> bytes:
-    """A complete record: header followed by payload."""
-    length = len(payload)
-    return HEADER.pack(length, rtype, record_crc(length, rtype, payload)) + payload
 
 
 def encode_record(record: Record) -> bytes:
@@ -107,20 +96,10 @@ def _fixed(layout: struct.Struct, payload: bytes, what: str) -> tuple[int, ...]:
 
 def parse_record_at(data: bytes | memoryview, offset: int) -> tuple[Record, int] | str:
     """The record starting at ``offset`` and the offset after it, or why there is none."""
-    if offset + HEADER.size > len(data):
-        return "incomplete record header"
-    length, rtype, crc = HEADER.unpack_from(data, offset)
-    if length > MAX_PAYLOAD:
-        return f"implausible record length {length}"
-    if rtype not in _TYPES:
-        return f"unknown record type {rtype}"
-    start = offset + HEADER.size
-    end = start + length
-    if end > len(data):
-        return f"record of {length} bytes extends past the end of the file"
-    payload = memoryview(data)[start:end]
-    if record_crc(length, rtype, payload) != crc:
-        return "checksum mismatch"
+    parsed = parse_frame_at(data, offset, _TYPES)
+    if isinstance(parsed, str):
+        return parsed
+    rtype, payload, end = parsed
     try:
         return decode_payload(rtype, bytes(payload)), end
     except ValueError as exc:

@@ -35,8 +35,9 @@ from types import TracebackType
 
 import zstandard
 
+from x0tta6bl4.platform.durable import FsyncFn, WriteFn, ensure_dir, fsync_dir, write_all
+
 from .errors import SnapshotCorrupt, StorageError, storage_error
-from .fsutil import FsyncFn, WriteFn, ensure_dir, fsync_dir, write_all
 
 MAGIC = b"X0SNAPv1"
 _FIXED = struct.Struct("<8sQQQQ32sII")  # magic index term raw comp sha256 raw_crc meta_len

@@ -35,9 +35,10 @@ from pathlib import Path
 
 import structlog
 
+from x0tta6bl4.platform.durable import FsyncFn, WriteFn, ensure_dir, fsync_dir, write_all
+
 from ..core.messages import Entry, HardState
 from .errors import CorruptLogError, StorageError, storage_error
-from .fsutil import FsyncFn, WriteFn, ensure_dir, fsync_dir, write_all
 from .records import Record, SnapshotMarker, Truncate, encode_record
 from .segments import SEGMENT_HEADER_SIZE, list_segments, scan_segment, segment_header, segment_name
 

@@ -30,6 +30,7 @@ from .ops import (
 from .registers import LWWRegister, MVRegister
 from .replica import (
     Ack,
+    Checkpoint,
     DeltaBatch,
     Digest,
     Event,
@@ -55,6 +56,7 @@ __all__ = [
     "Add",
     "Assign",
     "CausalContext",
+    "Checkpoint",
     "Clear",
     "DWFlag",
     "DecodeError",

@@ -196,8 +196,9 @@ def _write_store(w: _Writer, spec: TypeSpec, store: DotStore) -> None:
             _write_store(w, spec.value, sub)
         else:  # sets: element -> dot function of flags
             w.scalar(k)
-            _write_store(w, TypeSpec(TypeTag.EW_FLAG if spec.tag is TypeTag.AW_SET
-                                     else TypeTag.DW_FLAG), sub)
+            _write_store(
+                w, TypeSpec(TypeTag.EW_FLAG if spec.tag is TypeTag.AW_SET else TypeTag.DW_FLAG), sub
+            )
 
 
 def _key_order(k: Hashable) -> tuple[int, Any]:
@@ -417,8 +418,9 @@ def _read_store(r: _Reader, spec: TypeSpec, field: str, seen: set[Dot]) -> DotSt
                     raise r.fail(f"{f}.key", "empty map key")
             else:
                 key = r.scalar(f"{f}.element")
-                sub_spec = TypeSpec(TypeTag.EW_FLAG if spec.tag is TypeTag.AW_SET
-                                    else TypeTag.DW_FLAG)
+                sub_spec = TypeSpec(
+                    TypeTag.EW_FLAG if spec.tag is TypeTag.AW_SET else TypeTag.DW_FLAG
+                )
             if key in out:
                 raise r.fail(f"{f}.key", f"duplicate key {key!r}")
             sub = _read_store(r, sub_spec, f"{f}.value", seen)

@@ -224,9 +224,7 @@ def causal_leq(a: DotStore, ca: CausalContext, b: DotStore, cb: CausalContext) -
     return all(e in fa for e in flatten(b) if ca.contains(e[-2]))
 
 
-def observed(
-    store: DotStore | None, context: CausalContext | None
-) -> list[Dot]:
+def observed(store: DotStore | None, context: CausalContext | None) -> list[Dot]:
     """The dots of ``store`` a write supersedes: all of them, or those ``context`` covers."""
     if store is None:
         return []

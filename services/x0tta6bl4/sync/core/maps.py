@@ -82,14 +82,16 @@ class ORMap:
         """
         key = check_key(key, "key", limits)
         current = self.store.get(key)
-        view = self.value_spec.view(current if current is not None else self._bottom_store(),
-                                    self.cc)
+        view = self.value_spec.view(
+            current if current is not None else self._bottom_store(), self.cc
+        )
         _, nested = mutator(cast(T, view))
         if spec_of(cast("CausalCRDT", nested)) != self.value_spec:
             raise InvalidOperation("op", f"mutator did not produce a {self.value_spec.name}")
         nd = cast("CausalCRDT", nested)
-        return self._apply_confined(key, DotMap._wrap({key: nd.store}) if len(nd.store)
-                                    else EMPTY_MAP, nd.cc)
+        return self._apply_confined(
+            key, DotMap._wrap({key: nd.store}) if len(nd.store) else EMPTY_MAP, nd.cc
+        )
 
     def remove(self, key: str, context: ClientContext = None) -> tuple[ORMap, ORMap]:
         """Remove ``key``: drop the dots of it this writer observed (all, or those in context)."""
@@ -112,8 +114,11 @@ class ORMap:
             raise InvalidOperation(
                 "type", f"cannot merge {other.value_spec.name} values into {self.value_spec.name}"
             )
-        return ORMap(self.value_spec, join_map(self.store, self.cc, other.store, other.cc),
-                     self.cc.union(other.cc))
+        return ORMap(
+            self.value_spec,
+            join_map(self.store, self.cc, other.store, other.cc),
+            self.cc.union(other.cc),
+        )
 
     def leq(self, other: ORMap) -> bool:
         return self.value_spec == other.value_spec and causal_leq(

@@ -83,14 +83,14 @@ class MapRemove:
 
 
 Op: TypeAlias = (
-    Increment | Decrement | Assign | Clear | Enable | Disable | Add | Remove | MapUpdate
-    | MapRemove
+    Increment | Decrement | Assign | Clear | Enable | Disable | Add | Remove | MapUpdate | MapRemove
 )
 
 
 def _reject(op: Op, crdt: CRDT) -> InvalidOperation:
-    return InvalidOperation("op", f"{type(op).__name__.lower()} does not apply to a "
-                            f"{spec_of(crdt).name}")
+    return InvalidOperation(
+        "op", f"{type(op).__name__.lower()} does not apply to a {spec_of(crdt).name}"
+    )
 
 
 def apply_op(

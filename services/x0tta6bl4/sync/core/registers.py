@@ -64,8 +64,9 @@ class MVRegister:
         return self.merge(delta), delta
 
     def merge(self, other: MVRegister) -> MVRegister:
-        return MVRegister(join_fun(self.store, self.cc, other.store, other.cc),
-                          self.cc.union(other.cc))
+        return MVRegister(
+            join_fun(self.store, self.cc, other.store, other.cc), self.cc.union(other.cc)
+        )
 
     def leq(self, other: MVRegister) -> bool:
         return causal_leq(self.store, self.cc, other.store, other.cc)
@@ -120,8 +121,9 @@ class LWWRegister:
         return self.merge(delta), delta
 
     def merge(self, other: LWWRegister) -> LWWRegister:
-        return LWWRegister(join_fun(self.store, self.cc, other.store, other.cc),
-                           self.cc.union(other.cc))
+        return LWWRegister(
+            join_fun(self.store, self.cc, other.store, other.cc), self.cc.union(other.cc)
+        )
 
     def leq(self, other: LWWRegister) -> bool:
         return causal_leq(self.store, self.cc, other.store, other.cc)

@@ -167,9 +167,7 @@ def spec_for(shape: Shape, strategy: Strategy | None, value: TypeSpec | None = N
         raise InvalidOperation("strategy", f"a {shape.value} needs a conflict strategy")
     tag = STRATEGIES.get((shape, strategy))
     if tag is None:
-        raise InvalidOperation(
-            "strategy", f"{strategy.value} is not available for a {shape.value}"
-        )
+        raise InvalidOperation("strategy", f"{strategy.value} is not available for a {shape.value}")
     return TypeSpec(tag, value)
 
 
@@ -184,9 +182,13 @@ def spec_of(crdt: CRDT) -> TypeSpec:
     if isinstance(crdt, ORMap):
         return TypeSpec(TypeTag.OR_MAP, crdt.value_spec)
     simple: dict[type, TypeTag] = {
-        GCounter: TypeTag.GCOUNTER, PNCounter: TypeTag.PNCOUNTER,
-        LWWRegister: TypeTag.LWW_REGISTER, MVRegister: TypeTag.MV_REGISTER,
-        EWFlag: TypeTag.EW_FLAG, DWFlag: TypeTag.DW_FLAG, AWSet: TypeTag.AW_SET,
+        GCounter: TypeTag.GCOUNTER,
+        PNCounter: TypeTag.PNCOUNTER,
+        LWWRegister: TypeTag.LWW_REGISTER,
+        MVRegister: TypeTag.MV_REGISTER,
+        EWFlag: TypeTag.EW_FLAG,
+        DWFlag: TypeTag.DW_FLAG,
+        AWSet: TypeTag.AW_SET,
         RWSet: TypeTag.RW_SET,
     }
     tag = simple.get(type(crdt))

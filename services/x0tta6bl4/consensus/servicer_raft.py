@@ -1,0 +1,146 @@
+"""RaftService: the peer-to-peer side of the transport (callable by consensus members only)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc import aio
+
+from x0tta6bl4.consensus.codec import WireError, decode_snapshot_meta, message_from_pb
+from x0tta6bl4.consensus.core.messages import Message, MessageType, Snapshot, SnapshotMetadata
+from x0tta6bl4.consensus.metrics import SNAPSHOTS
+from x0tta6bl4.consensus.runtime import NotLeader, RaftRuntime, encode_outcome_bytes
+from x0tta6bl4.consensus.storage.errors import StorageError
+from x0tta6bl4.consensus.storage.snapshot_files import SnapshotReceiver
+from x0tta6bl4.consensus.v1 import raft_pb2, raft_pb2_grpc
+from x0tta6bl4.platform.errors import FailedPrecondition, InvalidArgument, Unavailable
+
+DEFAULT_FORWARD_TIMEOUT_S = 5.0
+DRAIN_POLL_S = 0.25
+T = TypeVar("T")
+
+
+async def until_draining(
+    source: AsyncIterator[T], draining: Callable[[], bool]
+) -> AsyncIterator[T]:
+    """Items of a long-lived stream until it ends or the process starts draining, so that a
+    peer's open stream does not hold a graceful shutdown for the whole drain timeout."""
+    iterator = source.__aiter__()
+    pending: asyncio.Future[T] | None = None
+    try:
+        while True:
+            if draining():
+                return
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=DRAIN_POLL_S)
+            if not done:
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield item
+    finally:
+        if pending is not None and not pending.done():
+            pending.add_done_callback(_retrieve)
+            pending.cancel()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
+    def __init__(self, runtime: RaftRuntime) -> None:
+        self._rt = runtime
+
+    def _check_recipient(self, to: int) -> None:
+        if to != self._rt.id:
+            raise FailedPrecondition(f"this is member {self._rt.id}, not member {to}")
+
+    async def Send(
+        self,
+        request_iterator: AsyncIterator[raft_pb2.SendRequest],
+        context: aio.ServicerContext[Any, Any],
+    ) -> raft_pb2.SendResponse:
+        batches = 0
+        async for request in until_draining(request_iterator, self._rt.is_draining):
+            self._check_recipient(request.to)
+            try:
+                messages = [message_from_pb(m) for m in request.messages]
+            except WireError as err:
+                raise InvalidArgument("messages", str(err)) from None
+            self._rt.deliver(messages)
+            batches += 1
+        if self._rt.is_draining():
+            # End the stream with a status (cancelling the pending read) rather than a
+            # response, so the server's graceful stop does not wait on it.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "member shutting down")
+        return raft_pb2.SendResponse(batches=batches)
+
+    async def InstallSnapshot(
+        self,
+        request_iterator: AsyncIterator[raft_pb2.InstallSnapshotRequest],
+        context: aio.ServicerContext[Any, Any],
+    ) -> raft_pb2.InstallSnapshotResponse:
+        header: raft_pb2.InstallSnapshotRequest | None = None
+        receiver: SnapshotReceiver | None = None
+        try:
+            async for chunk in request_iterator:
+                if header is None:
+                    header = chunk
+                    self._check_recipient(chunk.to)
+                    if not chunk.snapshot_index:
+                        raise InvalidArgument("snapshot_index", "the first chunk must carry it")
+                    receiver = await asyncio.to_thread(
+                        SnapshotReceiver, self._rt.raft.data_dir / "snap"
+                    )
+                assert receiver is not None
+                await asyncio.to_thread(receiver.write_chunk, chunk.offset, chunk.data)
+            if header is None or receiver is None:
+                raise InvalidArgument("data", "no chunks received")
+            if receiver.received != header.file_size:
+                raise InvalidArgument(
+                    "file_size",
+                    f"received {receiver.received} bytes, header says {header.file_size}",
+                )
+            meta = await asyncio.to_thread(receiver.finalize)
+        except StorageError as err:
+            if receiver is not None:
+                receiver.abort()
+            raise Unavailable(f"snapshot not installed: {err}") from None
+        except BaseException:
+            if receiver is not None:
+                receiver.abort()
+            raise
+        if (meta.index, meta.term) != (header.snapshot_index, header.snapshot_term):
+            raise InvalidArgument("snapshot_index", "the file does not match the header")
+        try:
+            conf_state, _ = decode_snapshot_meta(meta.meta)
+        except WireError as err:
+            raise InvalidArgument("data", str(err)) from None
+        SNAPSHOTS.labels("received").inc()
+        snapshot = Snapshot(SnapshotMetadata(meta.index, meta.term, conf_state))
+        self._rt.deliver(
+            [Message(MessageType.SNAP, self._rt.id, header.sender, header.term, snapshot=snapshot)]
+        )
+        return raft_pb2.InstallSnapshotResponse(received=receiver.received)
+
+    async def Forward(
+        self, request: raft_pb2.ForwardRequest, context: aio.ServicerContext[Any, Any]
+    ) -> raft_pb2.ForwardResponse:
+        if not self._rt.is_leader:
+            leader = self._rt.leader_id
+            raise NotLeader(leader, self._rt.address_of(leader) or "" if leader else "")
+        remaining = context.time_remaining()
+        timeout = DEFAULT_FORWARD_TIMEOUT_S if remaining is None else max(0.01, remaining - 0.01)
+        outcome = await self._rt.propose_local(request.request, timeout)
+        return raft_pb2.ForwardResponse(
+            outcome=encode_outcome_bytes(outcome), raft_term=self._rt.node.term
+        )

@@ -1,0 +1,229 @@
+"""Raft settings of a consensus member, from ``X0_RAFT_*`` environment variables.
+
+The platform's settings (addresses, SPIFFE socket, OPA, ...) come from
+:func:`x0tta6bl4.platform.config.load_settings`; these are the consensus-only ones. Every value
+is validated at start-up and all problems are reported at once, each naming its variable, as a
+:class:`~x0tta6bl4.platform.errors.ConfigError` (the process exits 2).
+
+==============================  ==========================================================
+``X0_RAFT_NODE_ID``             this member's id (positive integer; default 1)
+``X0_RAFT_PEERS``               ``id=host:port[@zone],...`` of the initial members, this one
+                                included (default: a single-member cluster at X0_GRPC_ADDR)
+``X0_RAFT_DATA_DIR``            WAL and snapshots (default ``$X0_STATE_DIR/raft`` or
+                                ``./var/consensus/node-<id>``)
+``X0_RAFT_TICK_MS``             length of one Raft tick (default 10)
+``X0_RAFT_HEARTBEAT_TICKS``     heartbeat interval in ticks (default 5 = 50 ms)
+``X0_RAFT_ELECTION_TICKS``      base election timeout in ticks; the effective timeout is
+                                drawn from [e, 2e) (default 15 = 150-300 ms)
+``X0_RAFT_SNAPSHOT_ENTRIES``    take a snapshot every N applied entries (default 10000)
+``X0_RAFT_CATCHUP_ENTRIES``     entries kept in memory before a snapshot for slow followers
+                                (default 1000)
+``X0_RAFT_HISTORY_REVISIONS``   MVCC revisions kept for reads at old revisions and watches;
+                                the leader compacts older history (default 10000)
+``X0_RAFT_PREFERRED_LEADER``    id of the member that should lead when healthy (default 0)
+``X0_RAFT_JOIN``                ``true`` for a member added later with MemberAdd: it starts
+                                empty and waits for the leader's snapshot (default false)
+``X0_RAFT_MAX_INFLIGHT``        pipelined append messages per follower (default 256)
+``X0_RAFT_SNAPSHOT_CHUNK_BYTES``  InstallSnapshot chunk size (default 262144)
+==============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from x0tta6bl4.platform.config import HostPort, Settings
+from x0tta6bl4.platform.errors import ConfigError
+
+T = TypeVar("T")
+
+_ZONE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A member of the initial configuration."""
+
+    node_id: int
+    address: HostPort
+    zone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSettings:
+    node_id: int
+    peers: dict[int, Peer]
+    data_dir: Path
+    tick_ms: int = 10
+    heartbeat_ticks: int = 5
+    election_ticks: int = 15
+    snapshot_entries: int = 10_000
+    catchup_entries: int = 1_000
+    history_revisions: int = 10_000
+    preferred_leader: int = 0
+    join: bool = False
+    max_inflight: int = 256
+    snapshot_chunk_bytes: int = 256 * 1024
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def self_peer(self) -> Peer:
+        return self.peers[self.node_id]
+
+
+def _int(low: int, high: int = 1 << 62) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _host_port(value: str) -> HostPort:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected host:port, got {value!r}")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"port must be 1-65535, got {port!r}")
+    return HostPort(host.strip("[]"), int(port))
+
+
+def parse_peers(value: str) -> dict[int, Peer]:
+    """``1=127.0.0.1:7001@zone-a,2=127.0.0.1:7002@zone-b`` -> peers by id."""
+    peers: dict[int, Peer] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        ident, sep, rest = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected id=host:port[@zone] items, got {item!r}")
+        try:
+            node_id = int(ident)
+        except ValueError:
+            raise ValueError(f"member id must be a positive integer, got {ident!r}") from None
+        if node_id <= 0:
+            raise ValueError(f"member id must be a positive integer, got {ident!r}")
+        if node_id in peers:
+            raise ValueError(f"member id {node_id} appears twice")
+        addr, _, zone = rest.partition("@")
+        if zone and not _ZONE.match(zone):
+            raise ValueError(f"zone of member {node_id} must match {_ZONE.pattern}, got {zone!r}")
+        peers[node_id] = Peer(node_id, _host_port(addr), zone)
+    if not peers:
+        raise ValueError("no members given")
+    return peers
+
+
+def load_raft_settings(
+    platform: Settings, environ: Mapping[str, str] | None = None
+) -> RaftSettings:
+    """Validated Raft settings; raises ConfigError naming every bad variable."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def get(name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as err:
+            problems.append(f"{name}: {err}")
+            return default
+
+    node_id = get("X0_RAFT_NODE_ID", _int(1), 1)
+    tick_ms = get("X0_RAFT_TICK_MS", _int(1, 10_000), 10)
+    heartbeat = get("X0_RAFT_HEARTBEAT_TICKS", _int(1, 100_000), 5)
+    election = get("X0_RAFT_ELECTION_TICKS", _int(2, 1_000_000), 15)
+    snapshot_entries = get("X0_RAFT_SNAPSHOT_ENTRIES", _int(10), 10_000)
+    catchup = get("X0_RAFT_CATCHUP_ENTRIES", _int(0), 1_000)
+    history = get("X0_RAFT_HISTORY_REVISIONS", _int(1), 10_000)
+    preferred = get("X0_RAFT_PREFERRED_LEADER", _int(0), 0)
+    join = get("X0_RAFT_JOIN", _bool, False)
+    max_inflight = get("X0_RAFT_MAX_INFLIGHT", _int(1, 1_000_000), 256)
+    chunk = get("X0_RAFT_SNAPSHOT_CHUNK_BYTES", _int(1024, 64 << 20), 256 * 1024)
+    if election <= heartbeat and not any(p.startswith("X0_RAFT_") for p in problems):
+        problems.append(
+            f"X0_RAFT_ELECTION_TICKS: must exceed X0_RAFT_HEARTBEAT_TICKS ({heartbeat}), "
+            f"got {election}"
+        )
+
+    default_addr = platform.grpc_addr
+    peers: dict[int, Peer] = {}
+    if env.get("X0_RAFT_PEERS", "").strip():
+        try:
+            peers = parse_peers(env["X0_RAFT_PEERS"])
+        except ValueError as err:
+            problems.append(f"X0_RAFT_PEERS: {err}")
+        else:
+            if node_id not in peers and not join:
+                problems.append(
+                    f"X0_RAFT_PEERS: does not list this member (X0_RAFT_NODE_ID={node_id})"
+                )
+    else:
+        if default_addr.port == 0:
+            problems.append(
+                "X0_RAFT_PEERS: not set, and X0_GRPC_ADDR has no fixed port to run a "
+                "single-member cluster on"
+            )
+        peers = {node_id: Peer(node_id, default_addr, "")}
+    if join and node_id not in peers:
+        peers = {**peers, node_id: Peer(node_id, default_addr, "")}
+    if preferred and peers and preferred not in peers:
+        problems.append(f"X0_RAFT_PREFERRED_LEADER: {preferred} is not in X0_RAFT_PEERS")
+
+    raw_dir = env.get("X0_RAFT_DATA_DIR", "").strip()
+    if raw_dir:
+        data_dir = Path(raw_dir)
+    elif platform.state_dir:
+        data_dir = Path(platform.state_dir) / "raft"
+    else:
+        data_dir = Path("var") / "consensus" / f"node-{node_id}"
+    if data_dir.exists() and not data_dir.is_dir():
+        problems.append(f"X0_RAFT_DATA_DIR: {data_dir} exists and is not a directory")
+
+    notes: list[str] = []
+    zones = [p.zone for p in peers.values() if p.zone]
+    if zones and len(zones) == len(peers):
+        majority = len(peers) // 2 + 1
+        for zone in sorted(set(zones)):
+            if zones.count(zone) >= majority and len(set(zones)) > 1:
+                notes.append(
+                    f"zone {zone} holds a quorum ({zones.count(zone)} of {len(peers)} voters): "
+                    "losing it stops the cluster"
+                )
+    if problems:
+        raise ConfigError(problems)
+    return RaftSettings(
+        node_id=node_id,
+        peers=peers,
+        data_dir=data_dir.resolve(),
+        tick_ms=tick_ms,
+        heartbeat_ticks=heartbeat,
+        election_ticks=election,
+        snapshot_entries=snapshot_entries,
+        catchup_entries=catchup,
+        history_revisions=history,
+        preferred_leader=preferred,
+        join=join,
+        max_inflight=max_inflight,
+        snapshot_chunk_bytes=chunk,
+        notes=notes,
+    )

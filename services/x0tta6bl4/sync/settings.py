@@ -1,0 +1,154 @@
+"""Settings of a sync replica, from ``X0_SYNC_*`` environment variables.
+
+The platform's settings come from :func:`x0tta6bl4.platform.config.load_settings`; these are the
+sync-only ones. Every value is validated at start-up and all problems are reported at once, each
+naming its variable, as a :class:`~x0tta6bl4.platform.errors.ConfigError` (the process exits 2).
+
+====================================  ======================================================
+``X0_SYNC_REPLICA_ID``                this replica's id (``[A-Za-z0-9._-]{1,63}``; default the
+                                      host name)
+``X0_SYNC_PEERS``                     ``id=host:port,...`` of the other replicas (this one may be
+                                      listed too; it is skipped). Default: none
+``X0_SYNC_DATA_DIR``                  checkpoint and event log (default
+                                      ``$X0_STATE_DIR/sync`` or ``./var/sync/<id>``)
+``X0_SYNC_PUSH_INTERVAL_MS``          how often buffered deltas are pushed (default 100)
+``X0_SYNC_ANTI_ENTROPY_INTERVAL_MS``  how often digests are exchanged and GC runs (default 1000)
+``X0_SYNC_JOIN``                      ``true`` for a replica added later: it announces itself
+                                      to its peers and bootstraps from a snapshot before writing
+``X0_SYNC_ADVERTISE_ADDR``            host:port peers dial to reach this replica (default
+                                      X0_GRPC_ADDR)
+``X0_SYNC_CHECKPOINT_EVENTS``         write a checkpoint every N logged events (default 10000)
+====================================  ======================================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from x0tta6bl4.platform.config import HostPort, Settings
+from x0tta6bl4.platform.errors import ConfigError
+
+T = TypeVar("T")
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    replica_id: str
+    peers: dict[str, HostPort]
+    data_dir: Path
+    push_interval_ms: int = 100
+    anti_entropy_interval_ms: int = 1000
+    join: bool = False
+    advertise_addr: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 0))
+    checkpoint_events: int = 10_000
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _replica_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(f"must match {_ID.pattern}, got {value!r}")
+    return value
+
+
+def parse_host_port(value: str) -> HostPort:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected host:port, got {value!r}")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"port must be 1-65535, got {port!r}")
+    return HostPort(host.strip("[]"), int(port))
+
+
+def parse_peers(value: str) -> dict[str, HostPort]:
+    """``b=127.0.0.1:7002,c=127.0.0.1:7003`` -> addresses by replica id."""
+    peers: dict[str, HostPort] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        ident, sep, addr = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected id=host:port items, got {item!r}")
+        ident = _replica_id(ident.strip())
+        if ident in peers:
+            raise ValueError(f"replica {ident} appears twice")
+        peers[ident] = parse_host_port(addr.strip())
+    return peers
+
+
+def load_sync_settings(
+    platform: Settings, environ: Mapping[str, str] | None = None
+) -> SyncSettings:
+    """Validated sync settings; raises ConfigError naming every bad variable."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def get(name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as err:
+            problems.append(f"{name}: {err}")
+            return default
+
+    default_id = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63] or "replica"
+    replica_id = get("X0_SYNC_REPLICA_ID", _replica_id, default_id)
+    no_peers: dict[str, HostPort] = {}
+    peers = get("X0_SYNC_PEERS", parse_peers, no_peers)
+    peers.pop(replica_id, None)
+    push = get("X0_SYNC_PUSH_INTERVAL_MS", _int(1, 600_000), 100)
+    anti_entropy = get("X0_SYNC_ANTI_ENTROPY_INTERVAL_MS", _int(10, 3_600_000), 1000)
+    join = get("X0_SYNC_JOIN", _bool, False)
+    advertise = get("X0_SYNC_ADVERTISE_ADDR", parse_host_port, platform.grpc_addr)
+    checkpoint_events = get("X0_SYNC_CHECKPOINT_EVENTS", _int(1, 1 << 30), 10_000)
+    if join and not peers:
+        problems.append("X0_SYNC_JOIN: a joining replica needs X0_SYNC_PEERS to join through")
+
+    raw_dir = env.get("X0_SYNC_DATA_DIR", "").strip()
+    if raw_dir:
+        data_dir = Path(raw_dir)
+    elif platform.state_dir:
+        data_dir = Path(platform.state_dir) / "sync"
+    else:
+        data_dir = Path("var") / "sync" / replica_id
+    if data_dir.exists() and not data_dir.is_dir():
+        problems.append(f"X0_SYNC_DATA_DIR: {data_dir} exists and is not a directory")
+    if problems:
+        raise ConfigError(problems)
+    return SyncSettings(
+        replica_id=replica_id,
+        peers=peers,
+        data_dir=data_dir.resolve(),
+        push_interval_ms=push,
+        anti_entropy_interval_ms=anti_entropy,
+        join=join,
+        advertise_addr=advertise,
+        checkpoint_events=checkpoint_events,
+    )
