@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 from cryptography import x509
@@ -9,6 +10,7 @@ from cryptography import x509
 TRUSTED_CERT_KEY = "x509_pem_cert"
 
 
+@functools.lru_cache(maxsize=4096)  # one parse per client certificate, not per call
 def spiffe_id_from_pem(pem: bytes) -> str | None:
     """The single ``spiffe://`` URI SAN of a certificate, or None if it has none or several."""
     cert = x509.load_pem_x509_certificate(pem)

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from prometheus_client import Counter, Gauge, Histogram
 
 from x0tta6bl4 import __version__
@@ -139,8 +140,15 @@ class Telemetry:
                 "service.version": __version__,
             }
         )
-        self.tracer_provider = TracerProvider(resource=resource)  # sampler from OTEL_TRACES_SAMPLER
         exporter = _span_exporter()
+        # The sampler comes from OTEL_TRACES_SAMPLER. Without it and without an exporter, only
+        # spans whose caller sampled them are recorded: nobody would see the others, and
+        # recording a span per RPC is a large share of a small RPC's cost. Trace ids are still
+        # made, propagated and logged.
+        sampler = None
+        if exporter is None and not os.environ.get("OTEL_TRACES_SAMPLER"):
+            sampler = ParentBased(ALWAYS_OFF)
+        self.tracer_provider = TracerProvider(resource=resource, sampler=sampler)
         if exporter is not None:
             self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.tracer_provider.get_tracer("x0tta6bl4." + service, __version__)
