@@ -43,17 +43,20 @@ def test_replicas_converge_within_the_round_bound_after_heal(n: int) -> None:
     results = [_run(seed, n) for seed in SEEDS]
     worst_v = max(r.values_rounds for r in results)
     worst_s = max(r.state_rounds for r in results)
-    print(f"\nn={n}: rounds to equal values max={worst_v} "
-          f"mean={statistics.mean(r.values_rounds for r in results):.2f}; "
-          f"to equal state max={worst_s}; tokens collected="
-          f"{sum(r.collected_tokens for r in results)}; log events dropped="
-          f"{sum(r.dropped_events for r in results)}; "
-          f"messages={sum(r.messages for r in results)} "
-          f"(dropped {sum(r.dropped for r in results)})")
+    print(
+        f"\nn={n}: rounds to equal values max={worst_v} "
+        f"mean={statistics.mean(r.values_rounds for r in results):.2f}; "
+        f"to equal state max={worst_s}; tokens collected="
+        f"{sum(r.collected_tokens for r in results)}; log events dropped="
+        f"{sum(r.dropped_events for r in results)}; "
+        f"messages={sum(r.messages for r in results)} "
+        f"(dropped {sum(r.dropped for r in results)})"
+    )
     bad = [r for r in results if r.values_rounds > VALUES_BOUND or r.state_rounds > STATE_BOUND]
     assert not bad, "over the bound: " + ", ".join(
         f"X0_SYNC_SEED={r.seed // 100} (values {r.values_rounds}, state {r.state_rounds})"
-        for r in bad)
+        for r in bad
+    )
     # Not vacuous: faults happened, GC ran, and remove-wins tokens were actually collected
     # (checked over the whole seed set; a single replayed seed may legitimately collect none).
     if len(SEEDS) == 1:
@@ -67,6 +70,8 @@ def test_replicas_converge_within_the_round_bound_after_heal(n: int) -> None:
 def test_replicas_converge_when_loss_continues_after_heal(n: int) -> None:
     results = [_run(seed, n, post_heal_loss=0.2) for seed in SEEDS]
     worst = max(r.state_rounds for r in results)
-    print(f"\nn={n} with 20% loss after heal: rounds to equal values max="
-          f"{max(r.values_rounds for r in results)}, to equal state max={worst}")
+    print(
+        f"\nn={n} with 20% loss after heal: rounds to equal values max="
+        f"{max(r.values_rounds for r in results)}, to equal state max={worst}"
+    )
     assert worst <= LOSSY_BOUND

@@ -33,6 +33,7 @@ class Link:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
         self.connections = 0
 
     async def start(self) -> None:
@@ -61,13 +62,23 @@ class Link:
             return
         self.connections += 1
         self._writers |= {writer, up_writer}
-        await asyncio.gather(
-            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
-        )
-        for w in (writer, up_writer):
-            self._writers.discard(w)
-            with contextlib.suppress(Exception):
-                w.close()
+        pumps = [
+            asyncio.ensure_future(self._pump(reader, up_writer)),
+            asyncio.ensure_future(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        try:
+            # When either side ends or fails, the connection is over for both (as a dead peer's
+            # kernel would reset it): no half-open connection is left hanging.
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.transport.abort()
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            self._tasks.difference_update(pumps)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
@@ -76,28 +87,30 @@ class Link:
             while True:
                 due, data = await queue.get()
                 if not data:
-                    break
+                    return
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if self.mode == "ok":
                     writer.write(data)
                     await writer.drain()
-            with contextlib.suppress(Exception):
-                writer.write_eof()
 
         sender = asyncio.ensure_future(deliver())
         try:
             while True:
                 data = await reader.read(65536)
+                if not data:  # end of stream, also in drop mode
+                    queue.put_nowait((time.monotonic() + self.latency_s, b""))
+                    break
                 if self.mode == "drop":
                     continue  # swallowed
                 queue.put_nowait((time.monotonic() + self.latency_s, data))
-                if not data:
-                    break
             await sender
+        except (ConnectionError, OSError):
+            pass
         finally:
             sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
 
 
 class FaultNetwork:
@@ -136,7 +149,19 @@ class FaultNetwork:
             self.links[name].mode = "ok"
 
     def close(self) -> None:
-        for link in self.links.values():
-            self._run(link.stop())
+        """Stop every link and finish every connection task before the loop stops."""
+
+        async def shutdown() -> None:
+            for link in self.links.values():
+                await link.stop()
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        self._run(shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()

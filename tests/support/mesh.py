@@ -11,12 +11,14 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from tests.support.faultproxy import FaultNetwork
 from x0tta6bl4.devstack.opa import opa_command
 from x0tta6bl4.devstack.procs import ManagedProcess, free_port, wait_until
 from x0tta6bl4.devstack.spire import Entry, SpireAgent, SpireServer
@@ -240,7 +242,10 @@ class ConsensusCluster:
 
     Member ``i`` listens on a fixed gRPC port (chosen up front, so X0_RAFT_PEERS can name
     every member) and keeps its data in ``root/node-<i>``, so a killed member can be
-    restarted on the same port and directory.
+    restarted on the same port and directory. Member ``i`` is in zone ``zones[i]`` (default
+    zone-a, zone-b, zone-c, zone-a, ...). With ``links`` (from a
+    ``tests.support.faultproxy.FaultNetwork``, named ``"i->j"``), member i dials member j
+    through link i->j: its X0_RAFT_PEERS entry for j names the link's port.
     """
 
     mesh: Mesh
@@ -250,21 +255,41 @@ class ConsensusCluster:
     ports: dict[int, int]
     env: dict[str, str]
     members: dict[int, ServiceProcess] = dataclasses.field(default_factory=dict)
+    links: dict[str, int] = dataclasses.field(default_factory=dict)
+    zones: dict[int, str] = dataclasses.field(default_factory=dict)
+    member_env: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
+    network: FaultNetwork | None = None
+
+    def links_of(self, node_id: int) -> list[str]:
+        """Names of the proxy links from and to ``node_id``."""
+        return [n for n in self.links if node_id in (int(n.split("->")[0]), int(n.split("->")[1]))]
+
+    def zone_of(self, node_id: int) -> str:
+        return self.zones.get(node_id) or f"zone-{'abc'[(node_id - 1) % 3]}"
 
     @property
     def peers(self) -> str:
+        return ",".join(f"{i}=127.0.0.1:{port}@{self.zone_of(i)}" for i, port in self.ports.items())
+
+    def peers_for(self, node_id: int) -> str:
+        """X0_RAFT_PEERS as member ``node_id`` sees them (through its links, if any)."""
         return ",".join(
-            f"{i}=127.0.0.1:{port}@zone-{'abc'[(i - 1) % 3]}" for i, port in self.ports.items()
+            f"{i}=127.0.0.1:{self.links.get(f'{node_id}->{i}', port)}@{self.zone_of(i)}"
+            for i, port in self.ports.items()
         )
 
     def start(self, node_id: int, *, env: dict[str, str] | None = None) -> ServiceProcess:
         member_env = {
             "X0_RAFT_NODE_ID": str(node_id),
-            "X0_RAFT_PEERS": self.peers,
+            "X0_RAFT_PEERS": self.peers_for(node_id),
             "X0_RAFT_DATA_DIR": str(self.root / f"node-{node_id}"),
             **self.env,
+            **self.member_env.get(node_id, {}),
             **(env or {}),
         }
+        if self.network is not None:
+            # Undo kill()'s reset of this member's links (and any partition on them).
+            self.network.heal(*self.links_of(node_id))
         process = self.mesh.service(
             "consensus",
             workload=self.workload,
@@ -282,6 +307,17 @@ class ConsensusCluster:
         process.signal(9)
         if process.popen is not None:
             process.popen.wait(10)
+        if self.network is not None:
+            # The kernel resets a dead process's connections; a proxy in between would keep
+            # the peer's half open (and its HTTP/2 channel silently stuck), so reset them.
+            self.network.partition(*self.links_of(node_id), mode="reset")
+
+    def pause(self, node_id: int) -> None:
+        """SIGSTOP the member (it keeps its sockets but answers nothing)."""
+        self.members[node_id].process.signal(signal.SIGSTOP)
+
+    def resume(self, node_id: int) -> None:
+        self.members[node_id].process.signal(signal.SIGCONT)
 
     def wait_ready(self, node_ids: list[int] | None = None, timeout_s: float = 60) -> None:
         for node_id in node_ids or list(self.members):
@@ -295,9 +331,20 @@ class ConsensusCluster:
 
 
 def consensus_cluster(
-    mesh: Mesh, root: Path, size: int = 3, env: dict[str, str] | None = None
+    mesh: Mesh,
+    root: Path,
+    size: int = 3,
+    env: dict[str, str] | None = None,
+    *,
+    network: FaultNetwork | None = None,
+    zones: dict[int, str] | None = None,
+    member_env: dict[int, dict[str, str]] | None = None,
 ) -> ConsensusCluster:
-    """Start ``size`` consensus members and wait until every one is ready (has a leader)."""
+    """Start ``size`` consensus members and wait until every one is ready (has a leader).
+
+    With ``network``, every ordered pair of members gets a proxy link ``"i->j"`` in it (so a
+    test can add latency or partition any link) and members dial each other through them.
+    """
     cluster = ConsensusCluster(
         mesh,
         mesh.workload("consensus"),
@@ -305,7 +352,15 @@ def consensus_cluster(
         root,
         {i: free_port() for i in range(1, size + 1)},
         dict(env or {}),
+        zones=dict(zones or {}),
+        member_env={k: dict(v) for k, v in (member_env or {}).items()},
+        network=network,
     )
+    if network is not None:
+        for i in cluster.ports:
+            for j, port in cluster.ports.items():
+                if i != j:
+                    cluster.links[f"{i}->{j}"] = network.link(f"{i}->{j}", port).port
     for node_id in cluster.ports:
         cluster.start(node_id)
     cluster.wait_ready()

@@ -40,6 +40,7 @@ import structlog
 from grpc import aio
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
+from prometheus_client import Gauge
 
 from x0tta6bl4.consensus import metrics
 from x0tta6bl4.consensus.codec import (
@@ -49,6 +50,7 @@ from x0tta6bl4.consensus.codec import (
     decode_snapshot_meta,
     encode_member_record,
 )
+from x0tta6bl4.consensus.core import topology
 from x0tta6bl4.consensus.core.config import RaftConfig
 from x0tta6bl4.consensus.core.kv import ApplyOutcome, KvStateMachine
 from x0tta6bl4.consensus.core.kv_codec import Reader, Writer
@@ -91,6 +93,15 @@ log = structlog.get_logger(__name__)
 
 LEASE_CHECK_S = 0.1
 METRICS_EVERY_S = 0.5
+
+ELECTION_TIMEOUT_MS = Gauge(
+    "x0tta6bl4_raft_election_timeout_ms",
+    "Base election timeout of this member (drawn from [t, 2t)); raised by X0_RAFT_LINK_RTT_MS.",
+)
+HEARTBEAT_INTERVAL_MS = Gauge(
+    "x0tta6bl4_raft_heartbeat_interval_ms", "Heartbeat interval of this member (as a leader)."
+)
+READ_ROUND_S = 0.1
 
 
 class ResourceExhausted(ServiceError):
@@ -172,6 +183,10 @@ def _outcome(applied: ApplyOutcome) -> Outcome:
 class RaftRuntime:
     """One consensus member: the Raft loop, its storage, transport and state machine."""
 
+    leader_heard_at = float("-inf")
+    """time.monotonic() of the last batch of messages from the leader (bounded-staleness
+    reads on a follower)."""
+
     def __init__(
         self,
         raft: RaftSettings,
@@ -187,8 +202,11 @@ class RaftRuntime:
         self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._ticks_due = 0
+        self._persisting = False
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._reads: dict[bytes, list[asyncio.Future[int]]] = {}
+        self._read_queue: list[asyncio.Future[int]] = []
+        self._read_round: tuple[bytes, float] | None = None
         self._read_seq = itertools.count(1)
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_seq = itertools.count()
@@ -259,6 +277,7 @@ class RaftRuntime:
     async def start(self) -> None:
         for note in self.raft.notes:
             log.warning("raft.config_warning", note=note)
+        self._log_timers()
         durable, recovered = await asyncio.to_thread(self._open)
         self._install(durable, recovered)
         self.transport = Transport(
@@ -295,6 +314,8 @@ class RaftRuntime:
         """Messages from a peer (RaftService.Send / InstallSnapshot)."""
         for m in messages:
             self._inbox.append(("msg", m))
+        if messages and messages[0].frm == self.node.lead:
+            self.leader_heard_at = time.monotonic()
         self._wakeup.set()
 
     async def _ticker(self) -> None:
@@ -318,14 +339,11 @@ class RaftRuntime:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                self._drain_inbox()
-                if self._ticks_due:
-                    for _ in range(min(self._ticks_due, 2)):
-                        self.node.tick()
-                    self._ticks_due = 0
-                    self._periodic(loop.time())
+                self._drain_and_tick(loop)
                 while self.node.has_ready():
                     await self._handle_ready()
+                    if self._inbox:  # e.g. what was deferred while persisting
+                        self._drain_and_tick(loop)
                 if self._snapshot_ready is not None:
                     await self._finish_snapshot()
             except StorageError as err:
@@ -336,13 +354,28 @@ class RaftRuntime:
                 log.exception("raft.loop_error")
                 await asyncio.sleep(0.05)
 
+    def _drain_and_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._drain_inbox()
+        if self._ticks_due:
+            for _ in range(min(self._ticks_due, 2)):
+                self.node.tick()
+            self._ticks_due = 0
+            self._periodic(loop.time())
+
     def _drain_inbox(self) -> None:
         reads: list[asyncio.Future[int]] = []
         node = self.node
         inbox = self._inbox
+        deferred: list[tuple[Any, ...]] = []
+        persisting = self._persisting
         while inbox:
             item = inbox.popleft()
             kind = item[0]
+            if persisting and kind in {"conf", "transfer"}:
+                # Checked against the applied index, which moves when the Ready being
+                # persisted is advanced: handle these between Readies, as before.
+                deferred.append(item)
+                continue
             if kind == "msg":
                 m: Message = item[1]
                 if m.to == self.id:
@@ -371,7 +404,11 @@ class RaftRuntime:
             elif kind == "snapshot_written":
                 self._snapshot_ready = item[1]
         if reads:
-            self._do_read_index(reads)
+            self._read_queue.extend(reads)
+        if self._read_queue:
+            self._maybe_start_read_round()
+        if deferred:
+            inbox.extendleft(reversed(deferred))
 
     def _do_propose(self, payload: bytes, fut: asyncio.Future[Any]) -> None:
         if fut.done():
@@ -398,7 +435,19 @@ class RaftRuntime:
         else:
             self._pending[index] = (self.node.term, fut)
 
-    def _do_read_index(self, reads: list[asyncio.Future[int]]) -> None:
+    def _maybe_start_read_round(self) -> None:
+        """Batch linearizable reads: while one ReadIndex round (a heartbeat to a quorum) is in
+        flight, reads queue up and all go into the next round, so one round confirms many
+        reads. A round not answered within READ_ROUND_S no longer holds the queue back."""
+        now = time.monotonic()
+        if self._read_round is not None and now - self._read_round[1] < READ_ROUND_S:
+            return
+        reads = [fut for fut in self._read_queue if not fut.done()]
+        self._read_queue = []
+        if reads:
+            self._do_read_index(reads, now)
+
+    def _do_read_index(self, reads: list[asyncio.Future[int]], now: float) -> None:
         context = self.id.to_bytes(8, "big") + next(self._read_seq).to_bytes(8, "big")
         try:
             self.node.read_index(context)
@@ -408,6 +457,7 @@ class RaftRuntime:
                     fut.set_exception(NoLeader("cannot serve a linearizable read"))
             return
         self._reads[context] = reads
+        self._read_round = (context, now)
 
     def _not_leader(self, leader: int) -> NotLeader:
         return NotLeader(leader, (self.address_of(leader) or "") if leader else "")
@@ -420,11 +470,40 @@ class RaftRuntime:
             self.transport.send(rd.messages)
         if rd.snapshot is not None:
             await self._install_received_snapshot(rd.snapshot)
+        conf_changed = False
+        applied_early = False
         if rd.entries or rd.hard_state is not None:
             if rd.must_sync:
-                seconds = await asyncio.to_thread(
-                    self.durable.write, rd.entries, rd.hard_state, True
+                # Group commit: the fsync runs in a worker thread while this loop keeps
+                # stepping acks, appending proposals (they go into the next Ready, i.e. the
+                # next fsync) and batching reads. Committed entries that were already durable
+                # here (all below this Ready's entries) are applied meanwhile: they are on a
+                # quorum and on this member's disk, so answering them now is safe.
+                write = asyncio.ensure_future(
+                    asyncio.to_thread(self.durable.write, rd.entries, rd.hard_state, True)
                 )
+                write.add_done_callback(self._wake)
+                if rd.snapshot is None and (
+                    not rd.entries
+                    or not rd.committed_entries
+                    or rd.committed_entries[-1].index < rd.entries[0].index
+                ):
+                    applied_early = True
+                    conf_changed = self._apply(rd)
+                    self._release_reads(rd)
+                    self._release_applied_waiters()
+                loop = asyncio.get_running_loop()
+                self._persisting = True
+                try:
+                    while not write.done():
+                        await self._wakeup.wait()
+                        self._wakeup.clear()
+                        self._drain_and_tick(loop)
+                finally:
+                    self._persisting = False
+                    if not write.done():
+                        write.cancel()
+                seconds = write.result()
                 metrics.FSYNC_DURATION.observe(seconds)
                 if rd.entries:
                     metrics.ENTRIES_PER_FSYNC.observe(len(rd.entries))
@@ -433,16 +512,27 @@ class RaftRuntime:
             self.durable.remember(rd.entries, rd.hard_state)
         if rd.messages_after_persist:
             self.transport.send(rd.messages_after_persist)
-        conf_changed = self._apply(rd)
-        for rs in rd.read_states:
-            for fut in self._reads.pop(rs.context, ()):
-                if not fut.done():
-                    fut.set_result(rs.index)
+        if not applied_early:
+            conf_changed = self._apply(rd)
+            self._release_reads(rd)
         self.node.advance(rd)
         if conf_changed:
             self._on_membership_change()
         self._release_applied_waiters()
         self._maybe_snapshot()
+
+    def _wake(self, _: object) -> None:
+        self._wakeup.set()
+
+    def _release_reads(self, rd: Ready) -> None:
+        for rs in rd.read_states:
+            for fut in self._reads.pop(rs.context, ()):
+                if not fut.done():
+                    fut.set_result(rs.index)
+            if self._read_round is not None and self._read_round[0] == rs.context:
+                self._read_round = None
+        if self._read_queue:
+            self._maybe_start_read_round()
 
     def _apply(self, rd: Ready) -> bool:
         conf_changed = False
@@ -507,6 +597,7 @@ class RaftRuntime:
                     if not fut.done():
                         fut.set_exception(NoLeader("leadership changed during a read"))
                 del self._reads[context]
+            self._read_round = None
             for waiter in self._leader_waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -640,6 +731,11 @@ class RaftRuntime:
                 if not fut.done():
                     fut.set_exception(failure)
         self._reads.clear()
+        self._read_round = None
+        for fut in self._read_queue:
+            if not fut.done():
+                fut.set_exception(failure)
+        self._read_queue = []
         metrics.PROPOSALS_FAILED.labels("storage").inc()
         self.durable.close()
         while True:
@@ -672,6 +768,53 @@ class RaftRuntime:
         if now - self._last_metrics >= METRICS_EVERY_S:
             self._last_metrics = now
             self._update_metrics()
+            if self.raft.preferred_zone and not self.raft.preferred_leader:
+                self._steer_to_preferred_zone()
+
+    # ------------------------------------------------------------------ multi-datacenter
+
+    def _log_timers(self) -> None:
+        tick = self.raft.tick_ms
+        ELECTION_TIMEOUT_MS.set(self.raft.election_ticks * tick)
+        HEARTBEAT_INTERVAL_MS.set(self.raft.heartbeat_ticks * tick)
+        log.info(
+            "raft.timers",
+            heartbeat_ms=self.raft.heartbeat_ticks * tick,
+            election_ms=self.raft.election_ticks * tick,
+            link_rtt_ms={str(k): v for k, v in self.raft.link_rtt_ms.items()},
+        )
+
+    def _steer_to_preferred_zone(self) -> None:
+        """Leader outside the preferred zone: name the caught-up voter of that zone the core
+        should hand leadership to (it transfers once that voter is active and caught up)."""
+        node = self.node
+        target = NONE
+        if node.role is Role.LEADER and self.zone_of(self.id) != self.raft.preferred_zone:
+            members = [
+                topology.Member(i, self.zone_of(i), node.membership.is_voter(i))
+                for i in sorted(node.membership.ids())
+            ]
+            target = topology.preferred_leader(
+                members,
+                self.raft.preferred_zone,
+                {i: pr.match for i, pr in node.progress.items()},
+                node.log.last_index(),
+                max_lag=max(100, self.raft.catchup_entries),
+            )
+        if target != node.preferred_leader:
+            if target != NONE:
+                log.info("raft.preferred_zone_transfer", to=target, zone=self.raft.preferred_zone)
+            node.set_preferred_leader(target)
+
+    def follower_read_allowed(self, max_staleness_ms: int) -> bool:
+        """Whether a local (serializable) read is at most ``max_staleness_ms`` behind the
+        leader: true on the leader, and on a follower that heard from the leader within the
+        bound (its state then lags the leader's by at most that, plus its apply backlog)."""
+        if self.storage_error is not None or self.node.lead == NONE:
+            return False
+        if self.node.role is Role.LEADER:
+            return True
+        return (time.monotonic() - self.leader_heard_at) * 1000 <= max_staleness_ms
 
     def _maybe_compact_history(self) -> None:
         """Leader: keep ``history_revisions`` of MVCC history (older revisions and watches
@@ -784,6 +927,12 @@ class RaftRuntime:
     ) -> Outcome:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        if self.node.lead == self.id and self.storage_error is None:
+            # Hot path (this member leads): no span of its own, the RPC's span covers it.
+            try:
+                return await self.propose_local(payload, timeout_s)
+            except (NotLeader, ProposalRefused):
+                pass  # nothing was proposed: go the general way below
         with self._tracer.start_as_current_span("raft.propose") as span:
             span.set_attribute("x0.raft.command", command)
             span.set_attribute("x0.raft.bytes", len(payload))
@@ -816,7 +965,9 @@ class RaftRuntime:
         fut: asyncio.Future[ApplyOutcome | None] = asyncio.get_running_loop().create_future()
         self._post(("propose", payload, fut))
         try:
-            applied = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+            # No shield: a cancelled or timed-out future is skipped when its entry applies.
+            async with asyncio.timeout(timeout_s):
+                applied = await fut
         except TimeoutError:
             metrics.PROPOSALS_FAILED.labels("timeout").inc()
             raise OutcomeUnknown("the write did not commit in time") from None

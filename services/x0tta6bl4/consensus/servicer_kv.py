@@ -30,7 +30,7 @@ from x0tta6bl4.consensus.core.kv_results import (
 from x0tta6bl4.consensus.core.kv_types import Event, EventType, KeyValue
 from x0tta6bl4.consensus.runtime import RaftRuntime
 from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
-from x0tta6bl4.platform.errors import InvalidArgument, ServiceError
+from x0tta6bl4.platform.errors import InvalidArgument, ServiceError, Unavailable
 
 DEFAULT_TIMEOUT_S = 5.0
 DRAIN_POLL_S = 0.25
@@ -194,8 +194,17 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
         return outcome
 
     async def _read_barrier(
-        self, serializable: bool, context: aio.ServicerContext[Any, Any]
+        self, serializable: bool, context: aio.ServicerContext[Any, Any], max_staleness_ms: int = 0
     ) -> None:
+        if max_staleness_ms > 0:
+            # Bounded staleness: answer locally if this member heard from the leader lately.
+            if not self._rt.follower_read_allowed(max_staleness_ms):
+                context.set_trailing_metadata(self._rt.leader_metadata())
+                raise Unavailable(
+                    f"member {self._rt.id} has not heard from a leader within "
+                    f"max_staleness_ms={max_staleness_ms}; read from the leader or without a bound"
+                )
+            return
         if not serializable:
             try:
                 await self._rt.read_barrier(_timeout(context))
@@ -231,7 +240,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
     ) -> kv_pb2.GetResponse:
         revision = _non_negative("revision", request.revision)
         self._validate(cmd.Range(request.key, False, revision, 0), "Get")
-        await self._read_barrier(request.serializable, context)
+        await self._read_barrier(request.serializable, context, request.max_staleness_ms)
         result = self._range(request.key, False, revision, 0, "Get")
         response = kv_pb2.GetResponse(header=self._header(result.revision), found=bool(result.kvs))
         if result.kvs:
@@ -244,7 +253,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
         revision = _non_negative("revision", request.revision)
         limit = _non_negative("limit", request.limit)
         self._validate(cmd.Range(request.prefix, True, revision, limit), "Range")
-        await self._read_barrier(request.serializable, context)
+        await self._read_barrier(request.serializable, context, request.max_staleness_ms)
         result = self._range(request.prefix, True, revision, limit, "Range")
         return kv_pb2.RangeResponse(
             header=self._header(result.revision),

@@ -21,6 +21,12 @@ is validated at start-up and all problems are reported at once, each naming its 
 ``X0_RAFT_HISTORY_REVISIONS``   MVCC revisions kept for reads at old revisions and watches;
                                 the leader compacts older history (default 10000)
 ``X0_RAFT_PREFERRED_LEADER``    id of the member that should lead when healthy (default 0)
+``X0_RAFT_PREFERRED_ZONE``      zone the leader should be in: after a failover the leader
+                                hands leadership back to a caught-up voter of that zone
+                                (default: none; X0_RAFT_PREFERRED_LEADER takes precedence)
+``X0_RAFT_LINK_RTT_MS``         ``id=ms,...`` round-trip times to the other members; the
+                                heartbeat and election timers are raised to suit the slowest
+                                link (topology.timers_for_rtt; never lowered)
 ``X0_RAFT_JOIN``                ``true`` for a member added later with MemberAdd: it starts
                                 empty and waits for the leader's snapshot (default false)
 ``X0_RAFT_MAX_INFLIGHT``        pipelined append messages per follower (default 256)
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from x0tta6bl4.consensus.core.topology import Member, check_placement, timers_for_rtt
 from x0tta6bl4.platform.config import HostPort, Settings
 from x0tta6bl4.platform.errors import ConfigError
 
@@ -66,6 +73,8 @@ class RaftSettings:
     catchup_entries: int = 1_000
     history_revisions: int = 10_000
     preferred_leader: int = 0
+    preferred_zone: str = ""
+    link_rtt_ms: dict[int, float] = field(default_factory=dict)
     join: bool = False
     max_inflight: int = 256
     snapshot_chunk_bytes: int = 256 * 1024
@@ -131,6 +140,29 @@ def parse_peers(value: str) -> dict[int, Peer]:
     return peers
 
 
+def parse_link_rtts(value: str) -> dict[int, float]:
+    """``2=80,3=80`` -> round-trip time (ms) by member id."""
+    rtts: dict[int, float] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        ident, sep, ms = item.partition("=")
+        if not sep or not ident.strip().isdigit() or int(ident) <= 0:
+            raise ValueError(f"expected id=milliseconds items, got {item!r}")
+        try:
+            rtt = float(ms)
+        except ValueError:
+            raise ValueError(f"round-trip time of member {ident} must be a number") from None
+        if not 0 <= rtt <= 60_000:
+            raise ValueError(f"round-trip time of member {ident} must be 0-60000 ms, got {ms}")
+        rtts[int(ident)] = rtt
+    return rtts
+
+
+def _zone(value: str) -> str:
+    if not _ZONE.match(value):
+        raise ValueError(f"must match {_ZONE.pattern}, got {value!r}")
+    return value
+
+
 def load_raft_settings(
     platform: Settings, environ: Mapping[str, str] | None = None
 ) -> RaftSettings:
@@ -156,6 +188,8 @@ def load_raft_settings(
     catchup = get("X0_RAFT_CATCHUP_ENTRIES", _int(0), 1_000)
     history = get("X0_RAFT_HISTORY_REVISIONS", _int(1), 10_000)
     preferred = get("X0_RAFT_PREFERRED_LEADER", _int(0), 0)
+    preferred_zone = get("X0_RAFT_PREFERRED_ZONE", _zone, "")
+    link_rtt: dict[int, float] = get("X0_RAFT_LINK_RTT_MS", parse_link_rtts, {})
     join = get("X0_RAFT_JOIN", _bool, False)
     max_inflight = get("X0_RAFT_MAX_INFLIGHT", _int(1, 1_000_000), 256)
     chunk = get("X0_RAFT_SNAPSHOT_CHUNK_BYTES", _int(1024, 64 << 20), 256 * 1024)
@@ -199,16 +233,34 @@ def load_raft_settings(
     if data_dir.exists() and not data_dir.is_dir():
         problems.append(f"X0_RAFT_DATA_DIR: {data_dir} exists and is not a directory")
 
+    if preferred_zone and peers and all(p.zone != preferred_zone for p in peers.values()):
+        problems.append(
+            f"X0_RAFT_PREFERRED_ZONE: no member of X0_RAFT_PEERS is in {preferred_zone}"
+        )
+    unknown = sorted(set(link_rtt) - set(peers)) if peers else []
+    if unknown:
+        problems.append(f"X0_RAFT_LINK_RTT_MS: members {unknown} are not in X0_RAFT_PEERS")
+
     notes: list[str] = []
     zones = [p.zone for p in peers.values() if p.zone]
-    if zones and len(zones) == len(peers):
-        majority = len(peers) // 2 + 1
-        for zone in sorted(set(zones)):
-            if zones.count(zone) >= majority and len(set(zones)) > 1:
-                notes.append(
-                    f"zone {zone} holds a quorum ({zones.count(zone)} of {len(peers)} voters): "
-                    "losing it stops the cluster"
-                )
+    if zones and len(zones) == len(peers) and not join:
+        notes.extend(check_placement([Member(p.node_id, p.zone) for p in peers.values()]))
+    if link_rtt and not problems:
+        # Raise (never lower) the configured timers to suit the slowest link.
+        timers = timers_for_rtt(
+            {i: ms for i, ms in link_rtt.items() if i != node_id},
+            tick_ms=tick_ms,
+            min_heartbeat_ms=heartbeat * tick_ms,
+            election_factor=max(3, -(-election // heartbeat)),
+        )
+        if timers.heartbeat_ticks > heartbeat or timers.election_ticks > election:
+            notes.append(
+                f"timers raised for link RTTs {link_rtt} ms: heartbeat "
+                f"{heartbeat * tick_ms}->{timers.heartbeat_ms} ms, election "
+                f"{election * tick_ms}->{max(election, timers.election_ticks) * tick_ms} ms"
+            )
+        heartbeat = max(heartbeat, timers.heartbeat_ticks)
+        election = max(election, timers.election_ticks)
     if problems:
         raise ConfigError(problems)
     return RaftSettings(
@@ -222,6 +274,8 @@ def load_raft_settings(
         catchup_entries=catchup,
         history_revisions=history,
         preferred_leader=preferred,
+        preferred_zone=preferred_zone,
+        link_rtt_ms=link_rtt,
         join=join,
         max_inflight=max_inflight,
         snapshot_chunk_bytes=chunk,

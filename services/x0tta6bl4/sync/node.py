@@ -346,6 +346,9 @@ class SyncNode:
                 raise
             except aio.AioRpcError as err:
                 metrics.EXCHANGE_FAILURES.labels(peer, "rpc").inc()
+                # The link is back when a call first succeeds again: exchange digests at once
+                # then, instead of up to one anti-entropy interval later.
+                next_ae = 0.0
                 if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     # A fresh channel next time: no reconnect back-off carried over from a
                     # partition, so a healed link is used on the next round.
@@ -359,6 +362,12 @@ class SyncNode:
                 metrics.EXCHANGE_FAILURES.labels(peer, "internal").inc()
                 log.exception("sync_exchange_error", peer=peer)
             await asyncio.sleep(push_s)
+
+    async def _call(self, peer: str, invoke: Callable[[aio.Channel, float], Any]) -> Any:
+        """One attempt of a replication call: the peer loop is the retry (every push
+        interval, on a fresh channel after a failure), so a call never sits in a client-side
+        back-off while the link is already healed."""
+        return await self._client(peer).call(invoke, idempotent=False, timeout_s=CALL_TIMEOUT_S)
 
     async def push_once(self, peer: str) -> bool:
         """Send one batch of what ``peer`` has not acknowledged; True if one was sent."""
@@ -374,11 +383,16 @@ class SyncNode:
     async def _send_batch(self, peer: str, batch: DeltaBatch) -> None:
         events = [encode_event(ev) for ev in batch.events]
         request = replication_pb2.PushDeltasRequest(sender=self.id, seq=batch.seq, events=events)
-        response = await self._client(peer).call(
-            lambda ch, t: self._stub(ch).PushDeltas(request, timeout=t),
-            idempotent=True,
-            timeout_s=CALL_TIMEOUT_S,
-        )
+        try:
+            response = await self._call(
+                peer, lambda ch, t: self._stub(ch).PushDeltas(request, timeout=t)
+            )
+        except aio.AioRpcError:
+            # Not delivered (as far as we know): resend on the next push, not a retransmit
+            # interval later. A duplicate is harmless (events are deduplicated by dot).
+            async with self.lock:
+                self.replica.forget_batch(peer, batch.seq)
+            raise
         metrics.DELTA_BYTES_SENT.labels(peer).inc(sum(map(len, events)))
         await self.on_ack(Ack(peer, response.seq, context_arg(response.applied, "applied")))
         self.last_exchange[peer] = time.monotonic()
@@ -392,11 +406,8 @@ class SyncNode:
             applied=encode_context(digest.applied),
             want_snapshot=digest.want_snapshot,
         )
-        client = self._client(peer)
-        response = await client.call(
-            lambda ch, t: self._stub(ch).ExchangeDigest(request, timeout=t),
-            idempotent=True,
-            timeout_s=CALL_TIMEOUT_S,
+        response = await self._call(
+            peer, lambda ch, t: self._stub(ch).ExchangeDigest(request, timeout=t)
         )
         if response.snapshot_required:
             await self.fetch_snapshot(peer)
@@ -417,11 +428,7 @@ class SyncNode:
         request = replication_pb2.AcknowledgeRequest(
             sender=self.id, seq=ack.seq, applied=encode_context(ack.applied)
         )
-        await self._client(peer).call(
-            lambda ch, t: self._stub(ch).Acknowledge(request, timeout=t),
-            idempotent=True,
-            timeout_s=CALL_TIMEOUT_S,
-        )
+        await self._call(peer, lambda ch, t: self._stub(ch).Acknowledge(request, timeout=t))
 
     async def fetch_snapshot(self, peer: str) -> None:
         request = replication_pb2.FetchSnapshotRequest(sender=self.id)

@@ -11,7 +11,6 @@ from x0tta6bl4.sync.core import (
     DeltaBatch,
     Digest,
     Disable,
-    DWFlag,
     Enable,
     Increment,
     InvalidOperation,
@@ -21,7 +20,6 @@ from x0tta6bl4.sync.core import (
     Remove,
     Replica,
     ReplicaConfig,
-    RWSet,
     Snapshot,
     TypeSpec,
     TypeTag,
@@ -158,8 +156,9 @@ def test_removed_element_never_returns_via_a_late_old_delta_after_gc() -> None:
     for r in (b, c):  # both the original target and a replica that already had it
         r.on_batch(old_batch, T0 + 10)
         r.on_snapshot(old_snapshot, T0 + 10)
-        assert value_of(r.get("s")) == () and value_of(r.get("m")) == (), r.id
-    assert value_of(a.get("s")) == () and same(rs)
+        # Emptied keys are collected (absent); the old delta and snapshot recreate nothing.
+        assert r.get("s") is None and r.get("m") is None, r.id
+    assert a.get("s") is None and same(rs)
 
 
 def test_remove_wins_tokens_survive_until_concurrent_adds_are_delivered() -> None:
@@ -187,9 +186,8 @@ def test_remove_wins_tokens_survive_until_concurrent_adds_are_delivered() -> Non
         for r in rs.values():
             r.gc(T0)
     for r in rs.values():
-        read = r.get("s")
-        assert read is not None and isinstance(read.value, RWSet)
-        assert value_of(read) == () and len(read.value.store) == 0, "remove won, tokens gone"
+        # Remove won and its tokens are gone; the emptied key itself is collected too.
+        assert r.get("s") is None and r.keys() == [], "remove won, tokens gone"
     for r in rs.values():
         assert r.strongly_stable.get("a") >= 2 and r.strongly_stable.get("b") >= 1
     assert same(rs)
@@ -206,9 +204,8 @@ def test_dw_flag_tokens_are_collected_once_strongly_stable() -> None:
         collected += sum(r.gc(T0).collected_tokens for r in rs.values())
     # One disable token (it superseded the enable), collected once, by one replica.
     assert collected == 1 and same(rs)
-    read = b.get("f")
-    assert read is not None and isinstance(read.value, DWFlag)
-    assert read.value.value is False and len(read.value.store) == 0
+    # Disabled with no tokens left is the flag's bottom: the key is collected (absent).
+    assert b.get("f") is None and a.get("f") is None
 
 
 def test_get_returns_a_context_that_scopes_the_next_write() -> None:
@@ -279,7 +276,8 @@ def test_concurrent_creation_with_different_types_converges() -> None:
 def test_type_conflict_resolution_does_not_depend_on_delivery_order() -> None:
     """Key "k" is created concurrently as an add-wins set (the winning, greater type tag) and
     as an enable-wins flag. x sees F1 S1 S2 F2, y sees F1 F2 S1 S2, where S2 empties the set.
-    A late flag event must not recreate the key just because the winner had become empty."""
+    Each type's value is kept and joined on its own and a read shows the greatest non-empty
+    one, so once S2 empties the set, both show the flag - whatever the delivery order."""
     assert TypeTag.AW_SET > TypeTag.EW_FLAG
     sets, flags = Replica("p", ["x", "y"]), Replica("q", ["x", "y"])
     s1 = sets.update("k", Add("e"), T0, AW)
@@ -292,7 +290,8 @@ def test_type_conflict_resolution_does_not_depend_on_delivery_order() -> None:
         for i, ev in enumerate(events):
             r.on_batch(DeltaBatch(ev.dot.replica, i + 1, (ev,)), T0)
         read = r.get("k")
-        assert read is not None and read.spec == AW and value_of(read) == (), name
+        assert read is not None and read.spec == TypeSpec(TypeTag.EW_FLAG), name
+        assert value_of(read) is True, name
         states.append(r.state())
     assert states[0] == states[1]
 
@@ -318,3 +317,83 @@ def test_events_delivered_in_reverse_still_supersede_what_they_saw() -> None:
         b.on_batch(DeltaBatch("a", seq, (events[i],)), T0)
     assert value_of(b.get("r")) == ("v3",)
     assert b.state() == a.state()
+
+
+def test_emptied_keys_leave_no_entry_and_removed_values_never_come_back() -> None:
+    """A delete-heavy workload keeps only live keys (no per-key residue), and a stale copy of
+    a removed value - an old batch, an old snapshot - recreates nothing anywhere."""
+    rs = cluster("a", "b")
+    a, b = rs["a"], rs["b"]
+    for i in range(50):
+        a.update(f"k{i}", Add("v"), T0, AW)
+    stale_batch = a.push("b", T0)
+    stale_snapshot = a.snapshot()
+    assert stale_batch is not None
+    sync_all(rs)
+    for i in range(50):
+        if i % 10:
+            b.update(f"k{i}", Remove("v"), T0)
+    for _ in range(3):
+        sync_all(rs)
+        for r in rs.values():
+            r.gc(T0)
+    live = [f"k{i}" for i in range(50) if i % 10 == 0]
+    for r in rs.values():
+        assert r.keys() == sorted(live) and len(r.state()[0]) == len(live)
+    b.on_batch(stale_batch, T0 + 1)
+    b.on_snapshot(stale_snapshot, T0 + 1)
+    assert b.keys() == sorted(live)
+    sync_all(rs)
+    assert same(rs)
+
+
+def test_removed_key_recreated_with_another_type_converges() -> None:
+    """Once a key is emptied it can be created again with any type; a replica that has not
+    seen the removal yet still converges with one that has."""
+    rs = cluster("a", "b", "c")
+    a, b, c = rs["a"], rs["b"], rs["c"]
+    a.update("k", Add("x"), T0, AW)
+    sync_all(rs)
+    a.update("k", Remove("x"), T0)
+    deliver(a, b)  # c has not seen the removal
+    flag = b.update("k", Enable(), T0, TypeSpec(TypeTag.EW_FLAG))  # lesser than AW_SET
+    c.on_batch(DeltaBatch("b", 99, (flag,)), T0)  # c: the old set and the new flag
+    assert value_of(c.get("k")) == ("x",)  # the set still shows at c: it is not removed there
+    sync_all(rs)
+    for r in rs.values():
+        read = r.get("k")
+        assert read is not None and read.spec == TypeSpec(TypeTag.EW_FLAG), r.id
+        assert value_of(read) is True
+    assert same(rs)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_concurrent_type_conflicts_with_removals_converge_in_any_order(seed: int) -> None:
+    """Three writers create, fill and empty one key concurrently under different types;
+    every delivery order yields the same state and the same read."""
+    import random
+
+    rng = random.Random(seed)
+    ops = {
+        "p": (AW, [Add("x"), Add("y"), Remove("x"), Remove("y")]),
+        "q": (TypeSpec(TypeTag.EW_FLAG), [Enable(), Disable()]),
+        "r": (MV, [Assign("v1"), Assign("v2")]),
+    }
+    events = []
+    for wid, (spec, writes) in ops.items():
+        w = Replica(wid, ["x", "y", "z"])
+        n = rng.randrange(1, len(writes) + 1)
+        for i, op in enumerate(writes[:n]):
+            events.append(w.update("k", op, T0 + i, spec if i == 0 else None))
+    states, reads = [], []
+    for name in ("x", "y", "z"):
+        r = Replica(name, ["p", "q", "r"])
+        order = list(events)
+        rng.shuffle(order)
+        for i, ev in enumerate(order):
+            r.on_batch(DeltaBatch(ev.dot.replica, i + 1, (ev,)), T0)
+        states.append(r.state())
+        got = r.get("k")
+        reads.append(None if got is None else (got.spec, value_of(got)))
+    assert states[0] == states[1] == states[2]
+    assert reads[0] == reads[1] == reads[2]

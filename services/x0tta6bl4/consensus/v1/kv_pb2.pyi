@@ -177,21 +177,28 @@ class GetRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     SERIALIZABLE_FIELD_NUMBER: _builtins.int
+    MAX_STALENESS_MS_FIELD_NUMBER: _builtins.int
     key: _builtins.bytes
     revision: _builtins.int
     """Read at this revision (0 = latest)."""
     serializable: _builtins.bool
     """Answer from the local replica without a ReadIndex round (may be stale)."""
+    max_staleness_ms: _builtins.int
+    """Bounded staleness (> 0): answer from the local replica if it heard from the leader
+    within this many milliseconds (its state then lags the leader's by about that much at
+    most), else fail with UNAVAILABLE. Takes precedence over `serializable`.
+    """
     def __init__(
         self,
         *,
         key: _builtins.bytes = ...,
         revision: _builtins.int = ...,
         serializable: _builtins.bool = ...,
+        max_staleness_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "revision", b"revision", "serializable", b"serializable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "max_staleness_ms", b"max_staleness_ms", "revision", b"revision", "serializable", b"serializable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,6 +240,7 @@ class RangeRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     SERIALIZABLE_FIELD_NUMBER: _builtins.int
+    MAX_STALENESS_MS_FIELD_NUMBER: _builtins.int
     prefix: _builtins.bytes
     """Key prefix; empty means every key."""
     limit: _builtins.int
@@ -240,6 +248,8 @@ class RangeRequest(_message.Message):
     revision: _builtins.int
     """Read at this revision (0 = latest)."""
     serializable: _builtins.bool
+    max_staleness_ms: _builtins.int
+    """Bounded staleness, as in GetRequest."""
     def __init__(
         self,
         *,
@@ -247,10 +257,11 @@ class RangeRequest(_message.Message):
         limit: _builtins.int = ...,
         revision: _builtins.int = ...,
         serializable: _builtins.bool = ...,
+        max_staleness_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "prefix", b"prefix", "revision", b"revision", "serializable", b"serializable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_staleness_ms", b"max_staleness_ms", "prefix", b"prefix", "revision", b"revision", "serializable", b"serializable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -158,6 +158,11 @@ class _Peer:
     last_heard_ms: int | None = None
 
 
+def _live(value: StoredValue) -> bool:
+    """Whether a stored value is worth keeping: counters always, dot stores when non-empty."""
+    return isinstance(value, GCounter | PNCounter) or len(value) > 0
+
+
 def _bottom(spec: TypeSpec) -> StoredValue:
     if spec.tag is TypeTag.GCOUNTER:
         return GCounter()
@@ -178,6 +183,9 @@ class Replica:
         self.id = check_replica(replica_id, "replica_id")
         self.config = config or ReplicaConfig()
         self._data: dict[str, tuple[TypeSpec, StoredValue]] = {}
+        # Values of a key under a type that lost a concurrent-creation conflict (rare): kept,
+        # joined like any value, and shown again if the winning type's value is emptied.
+        self._shadow: dict[str, dict[TypeSpec, StoredValue]] = {}
         self._cc = CausalContext()  # data context: every dot any applied delta has seen
         self._events = CausalContext()  # applied events: the digest, acks and stability
         self._clock = HLC.zero(self.id)
@@ -231,8 +239,17 @@ class Replica:
     def state(
         self,
     ) -> tuple[tuple[tuple[str, TypeSpec, StoredValue], ...], CausalContext, CausalContext]:
-        """The complete replicated state: entries, data context, applied events."""
-        return tuple((k, *self._data[k]) for k in sorted(self._data)), self._cc, self._events
+        """The complete replicated state: entries, data context, applied events.
+
+        A key has one entry per type it holds a non-empty value under: normally one, more
+        only after concurrent creation with different types (the shown one first)."""
+        entries: list[tuple[str, TypeSpec, StoredValue]] = []
+        for k in sorted(self._data):
+            entries.append((k, *self._data[k]))
+            shadow = self._shadow.get(k)
+            if shadow:
+                entries += [(k, t, shadow[t]) for t in sorted(shadow, key=TypeSpec.sort_key)]
+        return tuple(entries), self._cc, self._events
 
     def unacked(self, peer: str) -> int:
         """Logged events ``peer`` has not acknowledged (the per-peer delta buffer)."""
@@ -269,7 +286,8 @@ class Replica:
     def restore(cls, cp: Checkpoint, config: ReplicaConfig | None = None) -> Replica:
         """The replica :meth:`checkpoint` was taken from."""
         r = cls(cp.replica, config=config, bootstrapped=cp.bootstrapped)
-        r._data = {k: (spec, v) for k, spec, v in cp.entries}
+        for k, spec, v in cp.entries:
+            r._place(k, spec, v)
         r._cc = cp.context
         r._events = cp.applied
         r._clock = cp.clock
@@ -328,14 +346,23 @@ class Replica:
         incoming_cc: CausalContext,
         path: tuple[str, ...] = (),
     ) -> None:
-        """Join one key's incoming value; the replica's own context must not be updated yet."""
+        """Join one key's incoming value; the replica's own context must not be updated yet.
+
+        A key's state is one value per type (a product of CRDTs, each joined on its own), and
+        only non-empty values are kept: an emptied key is simply absent, so a delete-heavy
+        workload leaves no per-key residue. What a read shows is a deterministic function of
+        that state - the value of the greatest type (:meth:`TypeSpec.sort_key`) - so
+        concurrent creation of one key with two types converges everywhere, and a losing
+        value reappears if the winner is removed (its writes were never observed by that
+        removal). A removed value never comes back: its dots stay in the data context.
+        """
         current = self._data.get(key)
-        if current is not None and current[0] != spec:
-            # Concurrent creation with different types: the greater spec wins everywhere.
-            if current[0].sort_key() > spec.sort_key():
-                return
-            current = None
-        mine = current[1] if current is not None else _bottom(spec)
+        if current is not None and current[0] == spec:
+            mine = current[1]
+        else:
+            shadow = self._shadow.get(key)
+            found = shadow.get(spec) if shadow is not None else None
+            mine = found if found is not None else _bottom(spec)
         merged: StoredValue
         if isinstance(mine, GCounter) and isinstance(incoming, GCounter):  # noqa: SIM114 - typing
             merged = mine.merge(incoming)
@@ -345,9 +372,28 @@ class Replica:
             raise InvalidOperation("delta", f"value for {key!r} does not match {spec.name}")
         else:
             merged = join_at(mine, self._cc, incoming, incoming_cc, path)
-        # An emptied key keeps its (empty) entry: the entry remembers which type won this key,
-        # so a late event of a losing type is still ignored instead of recreating the key.
-        self._data[key] = (spec, merged)
+        if current is not None and current[0] == spec and key not in self._shadow:
+            if _live(merged):  # the common case: one type, updated in place
+                self._data[key] = (spec, merged)
+            else:
+                del self._data[key]
+            return
+        self._place(key, spec, merged)
+
+    def _place(self, key: str, spec: TypeSpec, value: StoredValue) -> None:
+        """Set ``key``'s value of type ``spec`` and re-pick the shown type."""
+        values = dict(self._shadow.pop(key, {}))
+        current = self._data.pop(key, None)
+        if current is not None:
+            values[current[0]] = current[1]
+        values[spec] = value
+        live = {t: v for t, v in values.items() if _live(v)}
+        if not live:
+            return
+        top = max(live, key=TypeSpec.sort_key)
+        self._data[key] = (top, live.pop(top))
+        if live:
+            self._shadow[key] = live
 
     def _apply(self, event: Event) -> bool:
         # Deduplicate on *applied events*, not on the data context: a later write that
@@ -410,6 +456,13 @@ class Replica:
         p.inflight[seq] = (now_ms, frozenset(ev.dot for ev in events))
         return DeltaBatch(self.id, seq, tuple(events))
 
+    def forget_batch(self, peer: str, seq: int) -> None:
+        """The batch ``seq`` to ``peer`` is known not to have arrived (the call failed): its
+        events are pushed again at once instead of after ``retransmit_ms``."""
+        p = self._peers.get(peer)
+        if p is not None:
+            p.inflight.pop(seq, None)
+
     def on_batch(self, batch: DeltaBatch, now_ms: int) -> Ack:
         p = self._peer(batch.sender)
         events = [self._check_event(ev, f"events[{i}]") for i, ev in enumerate(batch.events)]
@@ -458,19 +511,18 @@ class Replica:
 
     def on_snapshot(self, snap: Snapshot, now_ms: int) -> Ack:
         p = self._peer(snap.sender)
-        incoming: dict[str, tuple[TypeSpec, StoredValue]] = {}
+        incoming: dict[tuple[str, TypeSpec], StoredValue] = {}
         for i, (key, spec, value) in enumerate(snap.entries):
             check_key(key, f"entries[{i}].key", self.config.limits)
             if not isinstance(spec, TypeSpec) or type(value) is not type(_bottom(spec)):
                 raise InvalidOperation(f"entries[{i}].value", "value does not match its type")
-            incoming[key] = (spec, value)
-        for key in sorted(set(self._data) | set(incoming)):
-            if key in incoming:
-                spec, value = incoming[key]
-                self._merge_into(key, spec, value, snap.context)
-            else:
-                spec, value = self._data[key]
-                self._merge_into(key, spec, _bottom(spec), snap.context)
+            if (key, spec) in incoming:
+                raise InvalidOperation(f"entries[{i}]", f"duplicate entry for {key!r}")
+            incoming[key, spec] = value
+        mine = [(k, spec) for k, spec, _ in self.state()[0]]
+        for key, spec in sorted({*mine, *incoming}, key=lambda ks: (ks[0], ks[1].sort_key())):
+            theirs = incoming.get((key, spec))
+            self._merge_into(key, spec, _bottom(spec) if theirs is None else theirs, snap.context)
         self._cc = self._cc.union(snap.context)
         self._events = self._events.union(snap.applied)
         self._bootstrapped = True

@@ -8,8 +8,10 @@ A :class:`TypeSpec` names a CRDT type; an OR-Map's spec also names its value typ
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .errors import InvalidOperation
 
@@ -129,32 +131,63 @@ class TypeSpec:
 
     def view(self, store: DotStore, cc: CausalContext) -> CausalCRDT:
         """The causal CRDT of this type made of ``store`` and a (possibly shared) context."""
-        from .dotstore import DotFun, DotMap
-        from .flags import DWFlag, EWFlag
-        from .maps import ORMap
-        from .registers import LWWRegister, MVRegister
-        from .sets import AWSet, RWSet
-
+        reg = _registry()
         if self.tag in MAP_STORE_TAGS:
-            if not isinstance(store, DotMap):
+            if not isinstance(store, reg.dot_map):
                 raise InvalidOperation("store", f"{self.name} needs a dot map")
-            if self.tag is TypeTag.AW_SET:
-                return AWSet(store, cc)
-            if self.tag is TypeTag.RW_SET:
-                return RWSet(store, cc)
-            assert self.value is not None
-            return ORMap(self.value, store, cc)
-        if not isinstance(store, DotFun):
+            if self.tag is TypeTag.OR_MAP:
+                assert self.value is not None
+                return reg.or_map(self.value, store, cc)  # type: ignore[no-any-return]
+        elif not isinstance(store, reg.dot_fun):
             raise InvalidOperation("store", f"{self.name} needs a dot function")
-        if self.tag is TypeTag.LWW_REGISTER:
-            return LWWRegister(store, cc)
-        if self.tag is TypeTag.MV_REGISTER:
-            return MVRegister(store, cc)
-        if self.tag is TypeTag.EW_FLAG:
-            return EWFlag(store, cc)
-        if self.tag is TypeTag.DW_FLAG:
-            return DWFlag(store, cc)
-        raise InvalidOperation("type", f"{self.name} is not a causal type")
+        make = reg.causal.get(self.tag)
+        if make is None:
+            raise InvalidOperation("type", f"{self.name} is not a causal type")
+        return make(store, cc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Registry:
+    """The CRDT classes by tag and back, imported once (the modules import this one)."""
+
+    causal: dict[TypeTag, Callable[[Any, CausalContext], CausalCRDT]]
+    tags: dict[type, TypeTag]
+    or_map: Any
+    dot_map: type
+    dot_fun: type
+
+
+@functools.cache
+def _registry() -> _Registry:
+    from .counters import GCounter, PNCounter
+    from .dotstore import DotFun, DotMap
+    from .flags import DWFlag, EWFlag
+    from .maps import ORMap
+    from .registers import LWWRegister, MVRegister
+    from .sets import AWSet, RWSet
+
+    causal: dict[TypeTag, Callable[[Any, CausalContext], CausalCRDT]] = {
+        TypeTag.AW_SET: AWSet,
+        TypeTag.RW_SET: RWSet,
+        TypeTag.LWW_REGISTER: LWWRegister,
+        TypeTag.MV_REGISTER: MVRegister,
+        TypeTag.EW_FLAG: EWFlag,
+        TypeTag.DW_FLAG: DWFlag,
+    }
+    tags: dict[type, TypeTag] = {
+        GCounter: TypeTag.GCOUNTER,
+        PNCounter: TypeTag.PNCOUNTER,
+        LWWRegister: TypeTag.LWW_REGISTER,
+        MVRegister: TypeTag.MV_REGISTER,
+        EWFlag: TypeTag.EW_FLAG,
+        DWFlag: TypeTag.DW_FLAG,
+        AWSet: TypeTag.AW_SET,
+        RWSet: TypeTag.RW_SET,
+    }
+    return _Registry(causal, tags, ORMap, DotMap, DotFun)
+
+
+_SIMPLE: dict[TypeTag, TypeSpec] = {}
 
 
 def spec_for(shape: Shape, strategy: Strategy | None, value: TypeSpec | None = None) -> TypeSpec:
@@ -173,25 +206,13 @@ def spec_for(shape: Shape, strategy: Strategy | None, value: TypeSpec | None = N
 
 def spec_of(crdt: CRDT) -> TypeSpec:
     """The spec of a CRDT value."""
-    from .counters import GCounter, PNCounter
-    from .flags import DWFlag, EWFlag
-    from .maps import ORMap
-    from .registers import LWWRegister, MVRegister
-    from .sets import AWSet, RWSet
-
-    if isinstance(crdt, ORMap):
+    reg = _registry()
+    if isinstance(crdt, reg.or_map):
         return TypeSpec(TypeTag.OR_MAP, crdt.value_spec)
-    simple: dict[type, TypeTag] = {
-        GCounter: TypeTag.GCOUNTER,
-        PNCounter: TypeTag.PNCOUNTER,
-        LWWRegister: TypeTag.LWW_REGISTER,
-        MVRegister: TypeTag.MV_REGISTER,
-        EWFlag: TypeTag.EW_FLAG,
-        DWFlag: TypeTag.DW_FLAG,
-        AWSet: TypeTag.AW_SET,
-        RWSet: TypeTag.RW_SET,
-    }
-    tag = simple.get(type(crdt))
+    tag = reg.tags.get(type(crdt))
     if tag is None:
         raise InvalidOperation("type", f"{type(crdt).__name__} is not a CRDT")
-    return TypeSpec(tag)
+    spec = _SIMPLE.get(tag)
+    if spec is None:
+        spec = _SIMPLE[tag] = TypeSpec(tag)
+    return spec
