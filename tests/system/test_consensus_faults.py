@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,15 +28,6 @@ from x0tta6bl4.platform.client import MeshClient
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(240)]
 
 SNAPSHOT_ENTRIES = 200
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
 
 
 @pytest.fixture(scope="module")

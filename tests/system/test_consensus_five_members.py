@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
@@ -16,15 +16,6 @@ from tests.support.history import ClusterClients
 from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
@@ -31,24 +31,6 @@ pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(1
 RAFT_ENV = {"X0_RAFT_HEARTBEAT_TICKS": "5", "X0_RAFT_ELECTION_TICKS": "30"}
 KEYS = ["lin/a", "lin/b", "lin/c"]
 CLIENTS = 6
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[FaultNetwork]:
-    net = FaultNetwork()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -18,15 +18,6 @@ from x0tta6bl4.devstack.procs import free_port
 from x0tta6bl4.platform.svid import SvidSource
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
 
 
 @pytest.fixture(scope="module")

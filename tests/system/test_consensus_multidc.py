@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from types import SimpleNamespace
 from typing import Any
@@ -41,24 +41,6 @@ RAFT_ENV = {
 }
 REMOTE = 3  # zone-c
 WAN_ONE_WAY_S = 0.040
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[FaultNetwork]:
-    net = FaultNetwork()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import grpc
@@ -33,24 +33,6 @@ pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(1
 # 10 ms ticks: heartbeat 50 ms, election timeout 300-600 ms (generous for a shared 2-core box).
 RAFT_ENV = {"X0_RAFT_HEARTBEAT_TICKS": "5", "X0_RAFT_ELECTION_TICKS": "30"}
 ELECTION_S = 0.6  # upper bound of the randomised election timeout
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[FaultNetwork]:
-    net = FaultNetwork()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")

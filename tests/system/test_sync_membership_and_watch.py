@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -34,24 +34,6 @@ CONVERGE_S = 60.0  # generous: the machine is shared; nothing here asserts on ti
 PN = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_PN_COUNTER)
 AW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_AW_SET)
 RW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_RW_SET)
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[FaultNetwork]:
-    net = FaultNetwork()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")

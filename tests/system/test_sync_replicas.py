@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -30,24 +30,6 @@ PN = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_PN_COUNTER)
 AW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_AW_SET)
 RW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_RW_SET)
 LWW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_LWW_REGISTER)
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        yield mesh
-    finally:
-        mesh.close()
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[FaultNetwork]:
-    net = FaultNetwork()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")
