@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
 
 import pytest
 from grpc import aio
 
 from tests.support.faultproxy import FaultNetwork
 from tests.support.mesh import Mesh, SyncCluster, client, free_port, svid_source, sync_cluster
+from tests.support.sync_client import (
+    AW,
+    PN,
+    RW,
+    add,
+    converged,
+    eventually,
+    get,
+    inc,
+    plain,
+    remove,
+    stats,
+    update,
+)
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.sync.v1 import replication_pb2, replication_pb2_grpc, sync_pb2, sync_pb2_grpc
 
@@ -29,11 +41,6 @@ pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(3
 IDS = ("a", "b", "c")
 JOINER = "d"
 ENV = {"X0_SYNC_PUSH_INTERVAL_MS": "50", "X0_SYNC_ANTI_ENTROPY_INTERVAL_MS": "250"}
-CONVERGE_S = 60.0  # generous: the machine is shared; nothing here asserts on timing
-
-PN = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_PN_COUNTER)
-AW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_AW_SET)
-RW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_RW_SET)
 
 
 @pytest.fixture(scope="module")
@@ -58,83 +65,6 @@ async def clients_for(
         yield {
             rid: await stack.enter_async_context(client(svids, cluster.members[rid])) for rid in ids
         }
-
-
-async def update(c: MeshClient, key: str, op: sync_pb2.Operation, **kw: Any) -> Any:
-    request = sync_pb2.UpdateRequest(key=key, operation=op, **kw)
-    return await c.call(
-        lambda ch, t: sync_pb2_grpc.SyncServiceStub(ch).Update(request, timeout=t),
-        idempotent=False,
-    )
-
-
-async def get(c: MeshClient, key: str) -> sync_pb2.GetResponse:
-    request = sync_pb2.GetRequest(key=key)
-    response: sync_pb2.GetResponse = await c.call(
-        lambda ch, t: sync_pb2_grpc.SyncServiceStub(ch).Get(request, timeout=t), idempotent=True
-    )
-    return response
-
-
-async def stats(c: MeshClient) -> sync_pb2.StatsResponse:
-    response: sync_pb2.StatsResponse = await c.call(
-        lambda ch, t: sync_pb2_grpc.SyncServiceStub(ch).Stats(sync_pb2.StatsRequest(), timeout=t),
-        idempotent=True,
-    )
-    return response
-
-
-def plain(v: sync_pb2.Value) -> Any:
-    kind = v.WhichOneof("kind")
-    if kind == "counter":
-        return v.counter
-    if kind in ("register", "elements"):
-        return sorted(str(getattr(s, s.WhichOneof("kind"))) for s in getattr(v, kind).values)
-    if kind == "flag":
-        return v.flag
-    return None
-
-
-async def values(clients: dict[str, MeshClient], key: str) -> dict[str, Any]:
-    out = {}
-    for rid, c in clients.items():
-        r = await get(c, key)
-        out[rid] = plain(r.value) if r.found else None
-    return out
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout_s: float = CONVERGE_S, what: str = ""
-) -> float:
-    t0 = time.monotonic()
-    while True:
-        try:
-            if await check():
-                return time.monotonic() - t0
-        except aio.AioRpcError:
-            pass
-        if time.monotonic() - t0 > timeout_s:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        await asyncio.sleep(0.1)
-
-
-async def converged(clients: dict[str, MeshClient], key: str, expected: Any) -> float:
-    async def check() -> bool:
-        return set(map(repr, (await values(clients, key)).values())) == {repr(expected)}
-
-    return await eventually(check, what=f"{key} == {expected!r} on {sorted(clients)}")
-
-
-def inc(n: int = 1) -> sync_pb2.Operation:
-    return sync_pb2.Operation(increment=sync_pb2.Increment(amount=n))
-
-
-def add(x: str) -> sync_pb2.Operation:
-    return sync_pb2.Operation(add=sync_pb2.SetAdd(element=sync_pb2.Scalar(text=x)))
-
-
-def remove(x: str) -> sync_pb2.Operation:
-    return sync_pb2.Operation(remove=sync_pb2.SetRemove(element=sync_pb2.Scalar(text=x)))
 
 
 class Watcher:
