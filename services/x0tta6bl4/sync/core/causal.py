@@ -165,8 +165,16 @@ class CausalContext:
         return Dot(replica, self.max_counter(replica) + 1)
 
     def add(self, dot: Dot) -> CausalContext:
-        if self.contains(dot):
+        replica, counter = dot
+        have = self._vv._v.get(replica, 0)
+        if counter <= have or dot in self._cloud:
             return self
+        if not self._cloud:  # the usual case: what ``_compact`` would give, without sorting
+            if counter == have + 1:
+                v = dict(self._vv._v)
+                v[replica] = counter
+                return CausalContext._trusted(v, self._cloud)
+            return CausalContext._trusted(dict(self._vv._v), frozenset((dot,)))
         v, c = _compact(dict(self._vv._v), [*self._cloud, dot])
         return CausalContext._trusted(v, c)
 

@@ -153,9 +153,30 @@ def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotF
     ad, bd = a._d, b._d
     if not bd:
         return _filter_fun(a, cb)
-    out = {d: v for d, v in ad.items() if d in bd or not cb.contains(d)}
+    if not ad:
+        return _filter_fun(b, ca)
+    # ``CausalContext.contains`` inlined, plain loops: this is the hot path of every merge and
+    # the stores are usually tiny (a register holds one entry).
+    av, acl = ca._vv._v, ca._cloud
+    bv, bcl = cb._vv._v, cb._cloud
+    if len(ad) == 1 and len(bd) == 1:
+        ((da, va),) = ad.items()
+        ((db, vb),) = bd.items()
+        if da == db:  # the same entry (on a shared dot the general join keeps ``a``'s payload)
+            return a
+        keep_a = not (da[1] <= bv.get(da[0], 0) or da in bcl)
+        keep_b = not (db[1] <= av.get(db[0], 0) or db in acl)
+        if keep_a:
+            return DotFun._wrap({da: va, db: vb}) if keep_b else a
+        return b if keep_b else EMPTY_FUN
+    if ad == bd:  # both sides hold the same entries: the join keeps exactly those
+        return a
+    out: dict[Dot, Any] = {}
+    for d, v in ad.items():
+        if d in bd or not (d[1] <= bv.get(d[0], 0) or d in bcl):
+            out[d] = v
     for d, v in bd.items():
-        if d not in ad and not ca.contains(d):
+        if d not in ad and not (d[1] <= av.get(d[0], 0) or d in acl):
             out[d] = v
     return DotFun._wrap(out)
 
@@ -176,9 +197,16 @@ def join_map(a: DotMap, ca: CausalContext, b: DotMap, cb: CausalContext) -> DotM
 
 
 def _filter_fun(a: DotFun, c: CausalContext) -> DotFun:
-    if c.is_empty():
+    cv, cl = c._vv._v, c._cloud
+    if not cv and not cl:
         return a
-    return DotFun._wrap({d: v for d, v in a._d.items() if not c.contains(d)})
+    ad = a._d
+    for d in ad:
+        if d[1] <= cv.get(d[0], 0) or d in cl:
+            break
+    else:
+        return a  # nothing seen by ``c``: the same store
+    return DotFun._wrap({d: v for d, v in ad.items() if not (d[1] <= cv.get(d[0], 0) or d in cl)})
 
 
 def _filter(a: DotStore, c: CausalContext) -> DotStore:

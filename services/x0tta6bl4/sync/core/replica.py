@@ -37,7 +37,19 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from .causal import CausalContext, Dot, VersionVector, check_replica
 from .counters import GCounter, PNCounter
-from .dotstore import EMPTY_FUN, EMPTY_MAP, DotStore, dots, join_at
+from .dotstore import (
+    EMPTY_FUN,
+    EMPTY_MAP,
+    DotFun,
+    DotMap,
+    DotStore,
+    _filter,
+    _filter_fun,
+    dots,
+    join_at,
+    join_fun,
+    join_map,
+)
 from .errors import InvalidOperation
 from .flags import DWFlag, EWFlag
 from .gc import StabilityCut, stable_vector
@@ -243,6 +255,9 @@ class Replica:
 
         A key has one entry per type it holds a non-empty value under: normally one, more
         only after concurrent creation with different types (the shown one first)."""
+        if not self._shadow:  # the usual case: one type per key
+            data = self._data
+            return tuple([(k, *data[k]) for k in sorted(data)]), self._cc, self._events
         entries: list[tuple[str, TypeSpec, StoredValue]] = []
         for k in sorted(self._data):
             entries.append((k, *self._data[k]))
@@ -380,6 +395,17 @@ class Replica:
             return
         self._place(key, spec, merged)
 
+    def _merge_two(
+        self,
+        key: str,
+        current: tuple[TypeSpec, StoredValue],
+        theirs: tuple[TypeSpec, StoredValue],
+        their_cc: CausalContext,
+    ) -> None:
+        """Snapshot join of a key holding one type here and another type there."""
+        for spec, got in sorted(((current[0], None), theirs), key=lambda sv: sv[0].sort_key()):
+            self._merge_into(key, spec, _bottom(spec) if got is None else got, their_cc)
+
     def _place(self, key: str, spec: TypeSpec, value: StoredValue) -> None:
         """Set ``key``'s value of type ``spec`` and re-pick the shown type."""
         values = dict(self._shadow.pop(key, {}))
@@ -511,18 +537,98 @@ class Replica:
 
     def on_snapshot(self, snap: Snapshot, now_ms: int) -> Ack:
         p = self._peer(snap.sender)
-        incoming: dict[tuple[str, TypeSpec], StoredValue] = {}
+        limits = self.config.limits
+        max_key = limits.max_key_bytes
+        # key -> (type, value); the rare further types of a key (concurrent creation) apart.
+        incoming: dict[str, tuple[TypeSpec, StoredValue]] = {}
+        more: dict[str, list[tuple[TypeSpec, StoredValue]]] = {}
+        last_spec: object = None
+        last_type: type | None = None
         for i, (key, spec, value) in enumerate(snap.entries):
-            check_key(key, f"entries[{i}].key", self.config.limits)
-            if not isinstance(spec, TypeSpec) or type(value) is not type(_bottom(spec)):
+            if type(key) is not str or not key.isascii() or not 0 < len(key) <= max_key:
+                check_key(key, f"entries[{i}].key", limits)  # the exact check (non-ASCII)
+            if spec is not last_spec:  # entries usually share their type objects
+                if not isinstance(spec, TypeSpec):
+                    raise InvalidOperation(f"entries[{i}].value", "value does not match its type")
+                last_spec, last_type = spec, type(_bottom(spec))
+            if type(value) is not last_type:
                 raise InvalidOperation(f"entries[{i}].value", "value does not match its type")
-            if (key, spec) in incoming:
+            first = incoming.get(key)
+            if first is None:
+                incoming[key] = (spec, value)
+                continue
+            others = more.setdefault(key, [])
+            if first[0] == spec or any(t == spec for t, _ in others):
                 raise InvalidOperation(f"entries[{i}]", f"duplicate entry for {key!r}")
-            incoming[key, spec] = value
-        mine = [(k, spec) for k, spec, _ in self.state()[0]]
-        for key, spec in sorted({*mine, *incoming}, key=lambda ks: (ks[0], ks[1].sort_key())):
-            theirs = incoming.get((key, spec))
-            self._merge_into(key, spec, _bottom(spec) if theirs is None else theirs, snap.context)
+            others.append((spec, value))
+        # Every (key, type) either side holds is joined, in (key, type) order. The joins are
+        # independent per key and all use the contexts from before this snapshot; the common
+        # case (one dot-store type per key on each side) is done inline, with the same result
+        # as ``_merge_into``.
+        data, shadow = self._data, self._shadow
+        mine_cc, their_cc = self._cc, snap.context
+        keys = data.keys() | incoming.keys()
+        if shadow:
+            keys |= shadow.keys()
+        # Only the key being joined can gain or lose shadow values, so this is fixed up front.
+        simple = not shadow and not more
+        for key in sorted(keys):
+            theirs = incoming.get(key)
+            current = data.get(key)
+            if simple or (key not in shadow and key not in more):
+                merged: DotStore
+                if current is None:
+                    assert theirs is not None
+                    # A key only the sender has: keep what this replica has not removed.
+                    spec, value = theirs
+                    if isinstance(value, DotFun):
+                        merged = _filter_fun(value, mine_cc)
+                    elif isinstance(value, DotMap):
+                        merged = _filter(value, mine_cc)
+                    else:
+                        self._merge_into(key, spec, value, their_cc)
+                        continue
+                    if merged._d:  # non-empty (``len`` without the call)
+                        data[key] = (spec, merged)
+                    continue
+                spec, stored = current
+                if theirs is None:
+                    # A key only this replica has: drop what the sender has removed.
+                    if isinstance(stored, DotFun):
+                        merged = _filter_fun(stored, their_cc)
+                    elif isinstance(stored, DotMap):
+                        merged = _filter(stored, their_cc)
+                    else:
+                        continue  # a counter joined with its bottom is itself
+                elif theirs[0] is spec or theirs[0] == spec:
+                    value = theirs[1]
+                    if isinstance(stored, DotFun) and isinstance(value, DotFun):
+                        merged = join_fun(stored, mine_cc, value, their_cc)
+                    elif isinstance(stored, DotMap) and isinstance(value, DotMap):
+                        merged = join_map(stored, mine_cc, value, their_cc)
+                    else:
+                        self._merge_into(key, spec, value, their_cc)
+                        continue
+                else:
+                    self._merge_two(key, current, theirs, their_cc)
+                    continue
+                if merged._d:  # non-empty (``len`` without the call)
+                    if merged is not stored:
+                        data[key] = (spec, merged)
+                else:
+                    del data[key]
+                continue
+            # General case (concurrently created types): type by type.
+            specs: dict[TypeSpec, StoredValue | None] = {}
+            if current is not None:
+                specs[current[0]] = None
+            for t in shadow.get(key, {}):
+                specs[t] = None
+            for t, v in ([theirs] if theirs is not None else []) + more.get(key, []):
+                specs[t] = v
+            for spec in sorted(specs, key=TypeSpec.sort_key):
+                got = specs[spec]
+                self._merge_into(key, spec, _bottom(spec) if got is None else got, their_cc)
         self._cc = self._cc.union(snap.context)
         self._events = self._events.union(snap.applied)
         self._bootstrapped = True
