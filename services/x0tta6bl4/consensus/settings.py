@@ -44,7 +44,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from x0tta6bl4.consensus.core.topology import Member, check_placement, timers_for_rtt
-from x0tta6bl4.platform.config import HostPort, Settings
+from x0tta6bl4.platform.config import (
+    HostPort,
+    Settings,
+    int_between,
+    parse_bool,
+    parse_peer_address,
+)
 from x0tta6bl4.platform.errors import ConfigError
 
 T = TypeVar("T")
@@ -85,37 +91,6 @@ class RaftSettings:
         return self.peers[self.node_id]
 
 
-def _int(low: int, high: int = 1 << 62) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {value!r}") from None
-        if not low <= number <= high:
-            raise ValueError(f"must be between {low} and {high}, got {number}")
-        return number
-
-    return parse
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-def _host_port(value: str) -> HostPort:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"expected host:port, got {value!r}")
-    if not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"port must be 1-65535, got {port!r}")
-    return HostPort(host.strip("[]"), int(port))
-
-
 def parse_peers(value: str) -> dict[int, Peer]:
     """``1=127.0.0.1:7001@zone-a,2=127.0.0.1:7002@zone-b`` -> peers by id."""
     peers: dict[int, Peer] = {}
@@ -134,7 +109,7 @@ def parse_peers(value: str) -> dict[int, Peer]:
         addr, _, zone = rest.partition("@")
         if zone and not _ZONE.match(zone):
             raise ValueError(f"zone of member {node_id} must match {_ZONE.pattern}, got {zone!r}")
-        peers[node_id] = Peer(node_id, _host_port(addr), zone)
+        peers[node_id] = Peer(node_id, parse_peer_address(addr), zone)
     if not peers:
         raise ValueError("no members given")
     return peers
@@ -180,19 +155,19 @@ def load_raft_settings(
             problems.append(f"{name}: {err}")
             return default
 
-    node_id = get("X0_RAFT_NODE_ID", _int(1), 1)
-    tick_ms = get("X0_RAFT_TICK_MS", _int(1, 10_000), 10)
-    heartbeat = get("X0_RAFT_HEARTBEAT_TICKS", _int(1, 100_000), 5)
-    election = get("X0_RAFT_ELECTION_TICKS", _int(2, 1_000_000), 15)
-    snapshot_entries = get("X0_RAFT_SNAPSHOT_ENTRIES", _int(10), 10_000)
-    catchup = get("X0_RAFT_CATCHUP_ENTRIES", _int(0), 1_000)
-    history = get("X0_RAFT_HISTORY_REVISIONS", _int(1), 10_000)
-    preferred = get("X0_RAFT_PREFERRED_LEADER", _int(0), 0)
+    node_id = get("X0_RAFT_NODE_ID", int_between(1), 1)
+    tick_ms = get("X0_RAFT_TICK_MS", int_between(1, 10_000), 10)
+    heartbeat = get("X0_RAFT_HEARTBEAT_TICKS", int_between(1, 100_000), 5)
+    election = get("X0_RAFT_ELECTION_TICKS", int_between(2, 1_000_000), 15)
+    snapshot_entries = get("X0_RAFT_SNAPSHOT_ENTRIES", int_between(10), 10_000)
+    catchup = get("X0_RAFT_CATCHUP_ENTRIES", int_between(0), 1_000)
+    history = get("X0_RAFT_HISTORY_REVISIONS", int_between(1), 10_000)
+    preferred = get("X0_RAFT_PREFERRED_LEADER", int_between(0), 0)
     preferred_zone = get("X0_RAFT_PREFERRED_ZONE", _zone, "")
     link_rtt: dict[int, float] = get("X0_RAFT_LINK_RTT_MS", parse_link_rtts, {})
-    join = get("X0_RAFT_JOIN", _bool, False)
-    max_inflight = get("X0_RAFT_MAX_INFLIGHT", _int(1, 1_000_000), 256)
-    chunk = get("X0_RAFT_SNAPSHOT_CHUNK_BYTES", _int(1024, 64 << 20), 256 * 1024)
+    join = get("X0_RAFT_JOIN", parse_bool, False)
+    max_inflight = get("X0_RAFT_MAX_INFLIGHT", int_between(1, 1_000_000), 256)
+    chunk = get("X0_RAFT_SNAPSHOT_CHUNK_BYTES", int_between(1024, 64 << 20), 256 * 1024)
     if election <= heartbeat and not any(p.startswith("X0_RAFT_") for p in problems):
         problems.append(
             f"X0_RAFT_ELECTION_TICKS: must exceed X0_RAFT_HEARTBEAT_TICKS ({heartbeat}), "

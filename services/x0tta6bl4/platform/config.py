@@ -77,13 +77,44 @@ def dns_name_for(service: str, namespace: str = "local") -> str:
     return f"{service}.{namespace}.svc"
 
 
-def _host_port(value: str) -> HostPort:
+def parse_host_port(value: str, *, allow_port_zero: bool = True) -> HostPort:
+    """``host:port`` (``[v6]:port`` too); port 0 means "any free port" unless disallowed."""
     host, sep, port = value.rpartition(":")
     if not sep or not host:
         raise ValueError(f"expected host:port, got {value!r}")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"port must be 0-65535, got {port!r}")
+    low = 0 if allow_port_zero else 1
+    if not port.isdigit() or not low <= int(port) <= 65535:
+        raise ValueError(f"port must be {low}-65535, got {port!r}")
     return HostPort(host.strip("[]"), int(port))
+
+
+def parse_peer_address(value: str) -> HostPort:
+    """A peer's ``host:port``: a real port, never 0."""
+    return parse_host_port(value, allow_port_zero=False)
+
+
+def int_between(low: int, high: int = 1 << 62) -> Callable[[str], int]:
+    """A parser of whole numbers in [low, high]."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def parse_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
 def _positive_float(value: str) -> float:
@@ -148,7 +179,7 @@ def _dependencies(value: str) -> dict[str, HostPort]:
             raise ValueError(
                 f"expected service=host:port items (services: {', '.join(SERVICES)}), got {item!r}"
             )
-        deps[name] = _host_port(addr)
+        deps[name] = parse_host_port(addr)
     return deps
 
 
@@ -160,8 +191,8 @@ def _text(value: str) -> str:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "namespace": _dns_label,
     "trust_domain": _trust_domain,
-    "grpc_addr": _host_port,
-    "http_addr": _host_port,
+    "grpc_addr": parse_host_port,
+    "http_addr": parse_host_port,
     "spiffe_socket": _socket,
     "opa_url": _url,
     "authz_timeout_s": _positive_float,

@@ -20,6 +20,7 @@ import structlog
 from grpc import aio
 
 from x0tta6bl4.platform.client import MeshClient
+from x0tta6bl4.platform.config import parse_peer_address
 from x0tta6bl4.platform.errors import InvalidArgument, Unavailable
 from x0tta6bl4.sync import metrics
 from x0tta6bl4.sync.convert import invalid
@@ -41,7 +42,7 @@ from x0tta6bl4.sync.core import (
 )
 from x0tta6bl4.sync.core.wire import decode_event, decode_snapshot, encode_event, encode_snapshot
 from x0tta6bl4.sync.persistence import Persistence
-from x0tta6bl4.sync.settings import SyncSettings, parse_host_port
+from x0tta6bl4.sync.settings import SyncSettings
 from x0tta6bl4.sync.v1 import replication_pb2, replication_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -270,7 +271,7 @@ class SyncNode:
 
     async def join(self, peer: str, address: str) -> list[str]:
         try:
-            parse_host_port(address)
+            parse_peer_address(address)
             self.replica.join(peer)
         except (ValueError, InvalidOperation) as err:
             raise InvalidArgument(

@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from x0tta6bl4.platform.config import HostPort, Settings
+from x0tta6bl4.platform.config import (
+    HostPort,
+    Settings,
+    int_between,
+    parse_bool,
+    parse_peer_address,
+)
 from x0tta6bl4.platform.errors import ConfigError
 
 T = TypeVar("T")
@@ -50,41 +56,10 @@ class SyncSettings:
     checkpoint_events: int = 10_000
 
 
-def _int(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {value!r}") from None
-        if not low <= number <= high:
-            raise ValueError(f"must be between {low} and {high}, got {number}")
-        return number
-
-    return parse
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
 def _replica_id(value: str) -> str:
     if not _ID.match(value):
         raise ValueError(f"must match {_ID.pattern}, got {value!r}")
     return value
-
-
-def parse_host_port(value: str) -> HostPort:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"expected host:port, got {value!r}")
-    if not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"port must be 1-65535, got {port!r}")
-    return HostPort(host.strip("[]"), int(port))
 
 
 def parse_peers(value: str) -> dict[str, HostPort]:
@@ -97,7 +72,7 @@ def parse_peers(value: str) -> dict[str, HostPort]:
         ident = _replica_id(ident.strip())
         if ident in peers:
             raise ValueError(f"replica {ident} appears twice")
-        peers[ident] = parse_host_port(addr.strip())
+        peers[ident] = parse_peer_address(addr.strip())
     return peers
 
 
@@ -123,11 +98,11 @@ def load_sync_settings(
     no_peers: dict[str, HostPort] = {}
     peers = get("X0_SYNC_PEERS", parse_peers, no_peers)
     peers.pop(replica_id, None)
-    push = get("X0_SYNC_PUSH_INTERVAL_MS", _int(1, 600_000), 100)
-    anti_entropy = get("X0_SYNC_ANTI_ENTROPY_INTERVAL_MS", _int(10, 3_600_000), 1000)
-    join = get("X0_SYNC_JOIN", _bool, False)
-    advertise = get("X0_SYNC_ADVERTISE_ADDR", parse_host_port, platform.grpc_addr)
-    checkpoint_events = get("X0_SYNC_CHECKPOINT_EVENTS", _int(1, 1 << 30), 10_000)
+    push = get("X0_SYNC_PUSH_INTERVAL_MS", int_between(1, 600_000), 100)
+    anti_entropy = get("X0_SYNC_ANTI_ENTROPY_INTERVAL_MS", int_between(10, 3_600_000), 1000)
+    join = get("X0_SYNC_JOIN", parse_bool, False)
+    advertise = get("X0_SYNC_ADVERTISE_ADDR", parse_peer_address, platform.grpc_addr)
+    checkpoint_events = get("X0_SYNC_CHECKPOINT_EVENTS", int_between(1, 1 << 30), 10_000)
     if join and not peers:
         problems.append("X0_SYNC_JOIN: a joining replica needs X0_SYNC_PEERS to join through")
 
