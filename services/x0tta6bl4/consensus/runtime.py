@@ -215,6 +215,7 @@ class RaftRuntime:
         self._deadlines = LeaseDeadlines()
         self._expiring: dict[int, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._tick_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._snapshot_task: asyncio.Task[None] | None = None
         self._snapshot_ready: tuple[int, int, ConfState, int, int, float] | None = None
@@ -290,9 +291,13 @@ class RaftRuntime:
             on_snapshot_done=lambda peer, ok: self._post(("snap_done", peer, ok)),
         )
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker())]
+        self._tasks = [loop.create_task(self._run())]
+        self._start_ticker(loop)
 
     async def stop(self) -> None:
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+            self._tick_timer = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -318,18 +323,23 @@ class RaftRuntime:
             self.leader_heard_at = time.monotonic()
         self._wakeup.set()
 
-    async def _ticker(self) -> None:
+    def _start_ticker(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Count a tick every ``tick_ms`` and wake the Raft loop: a timer callback that
+        re-arms itself (no task, no future per tick: most of an idle member's CPU)."""
         interval = self.raft.tick_ms / 1000
-        loop = asyncio.get_running_loop()
         next_at = loop.time() + interval
-        while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+        def fire() -> None:
+            nonlocal next_at
             next_at += interval
             now = loop.time()
             if now - next_at > 5 * interval:  # the loop was blocked: do not burst ticks
                 next_at = now + interval
             self._ticks_due += 1
             self._wakeup.set()
+            self._tick_timer = loop.call_at(next_at, fire)
+
+        self._tick_timer = loop.call_at(next_at, fire)
 
     # ------------------------------------------------------------------ the Raft loop
 
@@ -1019,7 +1029,8 @@ class RaftRuntime:
             fut: asyncio.Future[int] = loop.create_future()
             self._post(("read", fut))
             try:
-                index = await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    index = await fut
             except NoLeader:
                 await asyncio.sleep(0.01)
                 continue
@@ -1034,7 +1045,8 @@ class RaftRuntime:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._applied_waiters, (index, next(self._waiter_seq), fut))
         try:
-            await asyncio.wait_for(fut, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await fut
         except TimeoutError:
             raise Unavailable(
                 f"member {self.id} did not catch up to index {index} in time"

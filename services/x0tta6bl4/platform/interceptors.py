@@ -6,6 +6,7 @@ and does its work with the handler's ``ServicerContext``, which carries the TLS 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,7 +16,7 @@ import structlog
 from grpc import aio
 from opentelemetry import trace
 
-from x0tta6bl4.platform.authz import OpaAuthorizer
+from x0tta6bl4.platform.authz import SELECTED_METADATA, Decision, OpaAuthorizer
 from x0tta6bl4.platform.errors import ServiceError
 from x0tta6bl4.platform.peer import caller_spiffe_id
 from x0tta6bl4.platform.telemetry import (
@@ -42,12 +43,83 @@ def _split(full_method: str) -> tuple[str, str]:
     return grpc_service, method
 
 
+_OK = grpc.StatusCode.OK
+_SELECTED = frozenset(SELECTED_METADATA)
+_AuthzKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+class _MethodMetrics:
+    """The metric children of one method, looked up once instead of on every call
+    (``.labels(...)`` hashes and locks on each lookup)."""
+
+    __slots__ = ("_codes", "_labels", "duration")
+
+    def __init__(self, service: str, full_method: str) -> None:
+        grpc_service, method = _split(full_method)
+        self._labels = (service, grpc_service, method)
+        self.duration = GRPC_SERVER_DURATION.labels(*self._labels)
+        self._codes: dict[grpc.StatusCode, Any] = {}
+
+    def requests(self, code: grpc.StatusCode) -> Any:
+        child = self._codes.get(code)
+        if child is None:
+            child = GRPC_SERVER_REQUESTS.labels(*self._labels, code.name)
+            self._codes[code] = child
+        return child
+
+
 class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     """Authorisation, metrics and error mapping for every RPC of one service."""
 
     def __init__(self, service: str, authorizer: OpaAuthorizer) -> None:
         self._service = service
         self._authz = authorizer
+        self._methods: dict[str, _MethodMetrics] = {}
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+        self._in_flight = GRPC_SERVER_IN_FLIGHT.labels(service)
+        self._allowed = AUTHZ_DECISIONS.labels(service, "allow")
+        self._denied = AUTHZ_DECISIONS.labels(service, "deny")
+        self._unauthenticated = AUTHZ_DECISIONS.labels(service, "unauthenticated")
+        # Decisions being asked of OPA right now, by the authorizer's cache key: identical
+        # calls that arrive meanwhile (e.g. every client when an allow expires from the
+        # cache) wait for that one answer instead of each asking OPA again.
+        self._deciding: dict[_AuthzKey, asyncio.Future[Decision]] = {}
+
+    def _metrics(self, full_method: str) -> _MethodMetrics:
+        m = self._methods.get(full_method)
+        if m is None:
+            m = _MethodMetrics(self._service, full_method)
+            self._methods[full_method] = m
+        return m
+
+    async def _decide(self, caller: str, full_method: str, metadata: dict[str, str]) -> Decision:
+        key = (caller, full_method, tuple(sorted(metadata.items())))
+        pending = self._deciding.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the call that asked OPA went away: ask for ourselves below
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._deciding[key] = future
+        try:
+            decision = await self._authz.decide(caller, full_method, metadata)
+        except BaseException as err:
+            if isinstance(err, Exception):
+                future.set_exception(err)
+                future.exception()  # retrieved: waiters (if any) re-raise it themselves
+            else:
+                future.cancel()
+            raise
+        else:
+            future.set_result(decision)
+            return decision
+        finally:
+            if self._deciding.get(key) is future:
+                del self._deciding[key]
 
     async def _admit(
         self, context: aio.ServicerContext[Any, Any], full_method: str, outcome: _Outcome
@@ -55,26 +127,33 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         caller = caller_spiffe_id(context.auth_context())
         structlog.contextvars.bind_contextvars(caller=caller, method=full_method)
         span = trace.get_current_span()
-        span.set_attribute("x0.caller", caller or "")
+        recording = span.is_recording()
+        if recording:
+            span.set_attribute("x0.caller", caller or "")
         if caller is None:
             outcome.code = grpc.StatusCode.UNAUTHENTICATED
-            AUTHZ_DECISIONS.labels(self._service, "unauthenticated").inc()
+            self._unauthenticated.inc()
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, "no SPIFFE ID in the client certificate"
             )
         assert caller is not None
-        metadata = {str(k): str(v) for k, v in (context.invocation_metadata() or ())}
-        decision = await self._authz.decide(caller, full_method, metadata)
-        span.set_attribute("x0.authz.decision_id", decision.decision_id)
-        span.set_attribute("x0.authz.allowed", decision.allowed)
-        AUTHZ_DECISIONS.labels(self._service, "allow" if decision.allowed else "deny").inc()
+        # Only the keys the authorizer looks at (it selects the same ones).
+        metadata = {
+            str(k): str(v) for k, v in (context.invocation_metadata() or ()) if k in _SELECTED
+        }
+        decision = await self._decide(caller, full_method, metadata)
+        if recording:
+            span.set_attribute("x0.authz.decision_id", decision.decision_id)
+            span.set_attribute("x0.authz.allowed", decision.allowed)
         if not decision.allowed:
+            self._denied.inc()
             log.warning("rpc_denied", reason=decision.reason, decision_id=decision.decision_id)
             outcome.code = grpc.StatusCode.PERMISSION_DENIED
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{caller} may not call {full_method}: {decision.reason}",
             )
+        self._allowed.inc()
         if decision.decision_id:
             structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
 
@@ -91,28 +170,27 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def _record(
         self,
-        full_method: str,
+        metrics: _MethodMetrics,
         started: float,
         outcome: _Outcome,
         context: aio.ServicerContext[Any, Any],
     ) -> None:
-        grpc_service, method = _split(full_method)
         code = outcome.code
-        if code == grpc.StatusCode.OK and context.cancelled():
+        if code is _OK and context.cancelled():
             code = grpc.StatusCode.CANCELLED
-        GRPC_SERVER_REQUESTS.labels(self._service, grpc_service, method, code.name).inc()
-        GRPC_SERVER_DURATION.labels(self._service, grpc_service, method).observe(
-            time.perf_counter() - started
-        )
-        GRPC_SERVER_IN_FLIGHT.labels(self._service).dec()
+        metrics.requests(code).inc()
+        metrics.duration.observe(time.perf_counter() - started)
+        self._in_flight.dec()
         structlog.contextvars.unbind_contextvars("caller", "method", "decision_id")
 
     def _unary_response(
         self, behavior: Callable[..., Awaitable[Any]], full_method: str
     ) -> Callable[..., Awaitable[Any]]:
+        metrics = self._metrics(full_method)
+
         async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             outcome, started = _Outcome(), time.perf_counter()
-            GRPC_SERVER_IN_FLIGHT.labels(self._service).inc()
+            self._in_flight.inc()
             try:
                 await self._admit(context, full_method, outcome)
                 try:
@@ -122,20 +200,22 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                 except Exception as err:
                     await self._fail(context, err, outcome)
             finally:
-                if outcome.code == grpc.StatusCode.OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
+                if outcome.code is _OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
                     outcome.code = _code_of(context)
-                self._record(full_method, started, outcome, context)
+                self._record(metrics, started, outcome, context)
 
         return handle
 
     def _stream_response(
         self, behavior: Callable[..., AsyncIterator[Any]], full_method: str
     ) -> Callable[..., AsyncIterator[Any]]:
+        metrics = self._metrics(full_method)
+
         async def handle(
             request: Any, context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             outcome, started = _Outcome(), time.perf_counter()
-            GRPC_SERVER_IN_FLIGHT.labels(self._service).inc()
+            self._in_flight.inc()
             try:
                 await self._admit(context, full_method, outcome)
                 try:
@@ -146,9 +226,9 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                 except Exception as err:
                     await self._fail(context, err, outcome)
             finally:
-                if outcome.code == grpc.StatusCode.OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
+                if outcome.code is _OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
                     outcome.code = _code_of(context)
-                self._record(full_method, started, outcome, context)
+                self._record(metrics, started, outcome, context)
 
         return handle
 
@@ -161,6 +241,15 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         full_method = handler_call_details.method
+        # The services' handlers are fixed objects: wrap each once, not on every call.
+        cached = self._wrapped.get(full_method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, full_method)
+        self._wrapped[full_method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Any, full_method: str) -> Any:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary_response(handler.unary_unary, full_method),
