@@ -27,19 +27,8 @@ def make_register(raft: RaftSettings) -> Register:
     """The hook that starts the Raft member and adds KV, Cluster and Raft services."""
 
     async def register(server: aio.Server, rt: Runtime) -> list[str]:
-        settings = rt.settings
-
         def client_factory(address: str) -> MeshClient:
-            return MeshClient(
-                rt.svids,
-                address=address,
-                target_service="consensus",
-                caller_service="consensus",
-                namespace=settings.namespace,
-                tracer_provider=rt.telemetry.tracer_provider,
-                default_timeout_s=PEER_TIMEOUT_S,
-                max_attempts=3,
-            )
+            return rt.peer_client(address, timeout_s=PEER_TIMEOUT_S, max_attempts=3)
 
         runtime = RaftRuntime(raft, client_factory=client_factory, tracer=rt.telemetry.tracer)
         runtime.is_draining = lambda: rt.readiness.draining

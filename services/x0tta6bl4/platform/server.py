@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from x0tta6bl4.platform.authz import OpaAuthorizer
+from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.config import Settings
 from x0tta6bl4.platform.credentials import server_credentials
 from x0tta6bl4.platform.dependencies import DependencyProbes
@@ -46,6 +47,19 @@ class Runtime:
     svids: SvidSource
     telemetry: Telemetry
     readiness: Readiness
+
+    def peer_client(self, address: str, *, timeout_s: float, max_attempts: int) -> MeshClient:
+        """An mTLS client to another replica of this same service at ``address``."""
+        return MeshClient(
+            self.svids,
+            address=address,
+            target_service=self.settings.service,
+            caller_service=self.settings.service,
+            namespace=self.settings.namespace,
+            tracer_provider=self.telemetry.tracer_provider,
+            default_timeout_s=timeout_s,
+            max_attempts=max_attempts,
+        )
 
 
 # Adds the service's servicers to the server; returns their full service names.

@@ -16,19 +16,8 @@ def make_register(sync: SyncSettings) -> Register:
     """The hook that opens the replica's store, starts replication and adds both services."""
 
     async def register(server: aio.Server, rt: Runtime) -> list[str]:
-        settings = rt.settings
-
         def client_factory(address: str) -> MeshClient:
-            return MeshClient(
-                rt.svids,
-                address=address,
-                target_service="sync",
-                caller_service="sync",
-                namespace=settings.namespace,
-                tracer_provider=rt.telemetry.tracer_provider,
-                default_timeout_s=CALL_TIMEOUT_S,
-                max_attempts=2,
-            )
+            return rt.peer_client(address, timeout_s=CALL_TIMEOUT_S, max_attempts=2)
 
         node = SyncNode(sync, client_factory)
         node.open()  # raises CorruptStore: the process refuses to start
