@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from x0tta6bl4.consensus.codec import Members, decode_snapshot_meta, encode_snapshot_meta
-from x0tta6bl4.consensus.core.log_store import CompactedError, UnavailableError, limit_size
+from x0tta6bl4.consensus.core.log_store import MemoryLogStore
 from x0tta6bl4.consensus.core.messages import (
     ConfState,
     Entry,
@@ -66,8 +66,13 @@ class Recovered:
     torn_tail: bool
 
 
-class DurableLog:
-    """The Raft log of one member, durable in ``data_dir``."""
+class DurableLog(MemoryLogStore):
+    """The Raft log of one member, durable in ``data_dir``.
+
+    Its in-memory view is a :class:`MemoryLogStore` (what the Raft core reads); the
+    ``write*`` methods make changes durable (possibly in a worker thread) and the
+    ``remember*`` methods then apply the same changes to the in-memory view.
+    """
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class DurableLog:
         entries: list[Entry],
         hard_state: HardState,
     ) -> None:
+        super().__init__()
         self.data_dir = data_dir
         self.snap_dir = data_dir / "snap"
         self._wal = wal
@@ -143,40 +149,6 @@ class DurableLog:
     def close(self) -> None:
         self._wal.close()
 
-    # -- LogReader ----------------------------------------------------------------------------
-
-    def initial_state(self) -> tuple[HardState, ConfState]:
-        return self._hard_state, self._snapshot.metadata.conf_state
-
-    @property
-    def hard_state(self) -> HardState:
-        return self._hard_state
-
-    def first_index(self) -> int:
-        return self._entries[0].index + 1
-
-    def last_index(self) -> int:
-        return self._entries[0].index + len(self._entries) - 1
-
-    def term(self, index: int) -> int:
-        offset = self._entries[0].index
-        if index < offset:
-            raise CompactedError(index)
-        if index - offset >= len(self._entries):
-            raise UnavailableError(index)
-        return self._entries[index - offset].term
-
-    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
-        offset = self._entries[0].index
-        if lo <= offset:
-            raise CompactedError(lo)
-        if hi > self.last_index() + 1:
-            raise UnavailableError(hi)
-        return limit_size(self._entries[lo - offset : hi - offset], max_bytes)
-
-    def snapshot(self) -> Snapshot:
-        return self._snapshot
-
     # -- writes: disk part (may run in a worker thread) -----------------------------------------
 
     def write(self, entries: Sequence[Entry], hard_state: HardState | None, sync: bool) -> float:
@@ -227,36 +199,18 @@ class DurableLog:
     def remember(self, entries: Sequence[Entry], hard_state: HardState | None) -> None:
         """Update the in-memory view after :meth:`write` succeeded."""
         if hard_state is not None:
-            self._hard_state = hard_state
-        if not entries:
-            return
-        first = self.first_index()
-        if entries[-1].index < first:
-            return
-        if entries[0].index < first:
-            entries = entries[first - entries[0].index :]
-        offset = entries[0].index - self._entries[0].index
-        if offset > len(self._entries):
-            raise UnavailableError(
-                f"missing log entries [last: {self.last_index()}, append at: {entries[0].index}]"
-            )
-        del self._entries[offset:]
-        self._entries.extend(entries)
+            self.set_hard_state(hard_state)
+        self.append(entries)
 
     def remember_received_snapshot(self, snapshot: Snapshot) -> None:
-        self._snapshot = Snapshot(snapshot.metadata)
-        self._entries = [Entry(snapshot.term, snapshot.index)]
+        self.apply_snapshot(Snapshot(snapshot.metadata))
 
     def remember_snapshot(self, index: int, term: int, conf_state: ConfState) -> None:
         self._snapshot = Snapshot(SnapshotMetadata(index, term, conf_state))
 
     def remember_compaction(self, upto: int) -> None:
         """Forget in-memory entries up to ``upto`` (at most the snapshot index)."""
-        upto = min(upto, self._snapshot.index)
-        offset = self._entries[0].index
-        if upto <= offset:
-            return
-        self._entries = self._entries[upto - offset :]
+        self.compact(min(upto, self._snapshot.index))
 
     def snapshot_path(self, index: int, term: int) -> Path:
         return self.snap_dir / snapshot_name(index, term)

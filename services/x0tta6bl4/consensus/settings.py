@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from x0tta6bl4.consensus.core.topology import Member, check_placement, timers_for_rtt
 from x0tta6bl4.platform.config import (
+    EnvReader,
     HostPort,
     Settings,
     int_between,
@@ -52,8 +52,6 @@ from x0tta6bl4.platform.config import (
     parse_peer_address,
 )
 from x0tta6bl4.platform.errors import ConfigError
-
-T = TypeVar("T")
 
 _ZONE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 
@@ -143,17 +141,8 @@ def load_raft_settings(
 ) -> RaftSettings:
     """Validated Raft settings; raises ConfigError naming every bad variable."""
     env = os.environ if environ is None else environ
-    problems: list[str] = []
-
-    def get(name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parse(raw.strip())
-        except ValueError as err:
-            problems.append(f"{name}: {err}")
-            return default
+    reader = EnvReader(env)
+    get, problems = reader.get, reader.problems
 
     node_id = get("X0_RAFT_NODE_ID", int_between(1), 1)
     tick_ms = get("X0_RAFT_TICK_MS", int_between(1, 10_000), 10)

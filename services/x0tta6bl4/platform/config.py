@@ -15,11 +15,13 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from x0tta6bl4.platform.errors import ConfigError
+
+T = TypeVar("T")
 
 SERVICES = ("identity", "policy", "consensus", "sync", "healer", "ops")
 TRUST_DOMAIN = "x0tta6bl4.mesh"
@@ -106,6 +108,28 @@ def int_between(low: int, high: int = 1 << 62) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+class EnvReader:
+    """Reads a service's own ``X0_*`` variables, collecting every problem by name.
+
+    ``get`` returns the default for a missing or empty variable and for an invalid one (whose
+    problem is recorded); the caller raises ``ConfigError(reader.problems)`` at the end.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as err:
+            self.problems.append(f"{name}: {err}")
+            return default
 
 
 def parse_bool(value: str) -> bool:

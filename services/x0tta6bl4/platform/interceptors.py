@@ -28,9 +28,6 @@ from x0tta6bl4.platform.telemetry import (
 
 log = structlog.get_logger(__name__)
 
-CALLER_KEY = "x0.caller"
-
-
 class _Outcome:
     __slots__ = ("code",)
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from x0tta6bl4.platform.config import (
+    EnvReader,
     HostPort,
     Settings,
     int_between,
@@ -40,7 +40,6 @@ from x0tta6bl4.platform.config import (
 )
 from x0tta6bl4.platform.errors import ConfigError
 
-T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 
 
@@ -81,17 +80,8 @@ def load_sync_settings(
 ) -> SyncSettings:
     """Validated sync settings; raises ConfigError naming every bad variable."""
     env = os.environ if environ is None else environ
-    problems: list[str] = []
-
-    def get(name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parse(raw.strip())
-        except ValueError as err:
-            problems.append(f"{name}: {err}")
-            return default
+    reader = EnvReader(env)
+    get, problems = reader.get, reader.problems
 
     default_id = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63] or "replica"
     replica_id = get("X0_SYNC_REPLICA_ID", _replica_id, default_id)
