@@ -210,6 +210,17 @@ class ClusterClients:
             seen[member] = (int(s.leader_id), int(s.term))
         return seen
 
+    async def leader(self, timeout_s: float = 15) -> int:
+        """The leader that some live member names, waiting out an election in progress
+        (under load a heartbeat can be late and a new election start at any moment)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for leader, _term in (await self.leaders()).values():
+                if leader and leader not in self.down:
+                    return leader
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no live member named a leader within {timeout_s}s")
+
     async def agreed_leader(
         self, members: list[int] | None = None, *, exclude: int = 0, timeout_s: float = 30
     ) -> tuple[int, int]:

@@ -15,15 +15,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import pytest
 from grpc import aio
 
+from tests.support.history import ClusterClients
 from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
-from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
-from x0tta6bl4.platform.client import MeshClient
+from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -42,45 +41,10 @@ def cluster(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> ConsensusCl
     )
 
 
-@dataclass
-class Clients:
-    by_member: dict[int, MeshClient]
-    down: set[int] = field(default_factory=set)
-
-    def alive(self) -> list[int]:
-        return [i for i in self.by_member if i not in self.down]
-
-
-async def _call(c: MeshClient, service: Any, rpc: str, request: Any, timeout_s: float) -> Any:
-    return await c.call(
-        lambda ch, t: getattr(service(ch), rpc)(request, timeout=t),
-        idempotent=False,
-        timeout_s=timeout_s,
-    )
-
-
-async def status(c: MeshClient) -> cluster_pb2.StatusResponse:
-    response: cluster_pb2.StatusResponse = await _call(
-        c, cluster_pb2_grpc.ClusterServiceStub, "Status", cluster_pb2.StatusRequest(), 5
-    )
-    return response
-
-
-async def leader_of(clients: Clients) -> int:
-    for member in clients.alive():
-        try:
-            s = await status(clients.by_member[member])
-        except aio.AioRpcError:
-            continue
-        if s.leader_id:
-            return int(s.leader_id)
-    raise AssertionError("no leader known")
-
-
 @pytest.fixture
-async def clients(cluster: ConsensusCluster, mesh: Mesh) -> AsyncIterator[Clients]:
+async def clients(cluster: ConsensusCluster, mesh: Mesh) -> AsyncIterator[ClusterClients]:
     async with svid_source(mesh.workload("operator")) as svids, AsyncExitStack() as stack:
-        yield Clients(
+        yield ClusterClients(
             {
                 i: await stack.enter_async_context(client(svids, member))
                 for i, member in cluster.members.items()
@@ -96,7 +60,9 @@ class History:
     failures: int = 0
 
 
-async def writer(clients: Clients, client_id: int, stop: asyncio.Event, history: History) -> None:
+async def writer(
+    clients: ClusterClients, client_id: int, stop: asyncio.Event, history: History
+) -> None:
     rng = random.Random(client_id)
     for seq in itertools.count(1):
         if stop.is_set():
@@ -111,7 +77,7 @@ async def writer(clients: Clients, client_id: int, stop: asyncio.Event, history:
         while True:  # retry the same request id until acknowledged
             member = rng.choice(clients.alive())
             try:
-                await _call(clients.by_member[member], kv_pb2_grpc.KVServiceStub, "Put", request, 2)
+                await clients.call(member, kv_pb2_grpc.KVServiceStub, "Put", request, 2)
             except aio.AioRpcError as err:
                 history.failures += 1
                 assert err.code() in (
@@ -126,13 +92,13 @@ async def writer(clients: Clients, client_id: int, stop: asyncio.Event, history:
             break
 
 
-async def wait_caught_up(clients: Clients, member: int, timeout_s: float = 60) -> None:
+async def wait_caught_up(clients: ClusterClients, member: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            leader = await leader_of(clients)
-            target = (await status(clients.by_member[leader])).commit_index
-            mine = await status(clients.by_member[member])
+            leader = await clients.leader()
+            target = (await clients.status(leader)).commit_index
+            mine = await clients.status(member)
             if mine.applied_index >= target and mine.leader_id:
                 return
         except aio.AioRpcError:
@@ -153,7 +119,7 @@ def metric(text: str, name: str, labels: str = "") -> float:
 
 
 async def test_leader_kill_under_writes_loses_no_acknowledged_write(
-    cluster: ConsensusCluster, clients: Clients
+    cluster: ConsensusCluster, clients: ClusterClients
 ) -> None:
     history = History()
     stop = asyncio.Event()
@@ -162,7 +128,7 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
         await asyncio.sleep(2)
         before_kill = len(history.acked)
         assert before_kill > 0, "no writes acknowledged before the fault"
-        old_leader = await leader_of(clients)
+        old_leader = await clients.leader()
         cluster.kill(old_leader)  # returns once the process is gone
         killed_at = time.monotonic()
         clients.down.add(old_leader)
@@ -174,16 +140,19 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
     after_kill = [acked for issued, acked in history.ack_times if issued > killed_at]
     assert after_kill, "no write issued after the leader was killed was acknowledged"
     failover_s = min(after_kill) - killed_at
-    new_leader = await leader_of(clients)
+    new_leader = await clients.leader()
     assert new_leader != old_leader
     print(
         f"\nleader kill: {len(history.acked)} writes acknowledged ({before_kill} before the "
         f"kill), {history.failures} retried calls, first write after the kill "
         f"{failover_s * 1000:.0f} ms later; new leader {new_leader}"
     )
-    survivor = clients.by_member[clients.alive()[0]]
-    got = await _call(
-        survivor, kv_pb2_grpc.KVServiceStub, "Range", kv_pb2.RangeRequest(prefix=b"sys/w"), 10
+    got = await clients.call(
+        clients.alive()[0],
+        kv_pb2_grpc.KVServiceStub,
+        "Range",
+        kv_pb2.RangeRequest(prefix=b"sys/w"),
+        10,
     )
     stored = {kv.key: kv.value for kv in got.kvs}
     missing = {k for k, v in history.acked.items() if stored.get(k) != v}
@@ -195,8 +164,8 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
     # through a streamed snapshot.
     leader_metrics_before = cluster.members[new_leader].metrics()
     for i in range(SNAPSHOT_ENTRIES + 50):
-        await _call(
-            clients.by_member[new_leader],
+        await clients.call(
+            new_leader,
             kv_pb2_grpc.KVServiceStub,
             "Put",
             kv_pb2.PutRequest(key=b"sys/more/%04d" % i, value=b"m"),
@@ -211,9 +180,8 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
     clients.down.discard(old_leader)
     cluster.wait_ready([old_leader])
     await wait_caught_up(clients, old_leader)
-    restarted = clients.by_member[old_leader]
-    got = await _call(
-        restarted,
+    got = await clients.call(
+        old_leader,
         kv_pb2_grpc.KVServiceStub,
         "Range",
         kv_pb2.RangeRequest(prefix=b"sys/", serializable=True),
@@ -233,14 +201,13 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
     assert metric(restarted_metrics, "x0tta6bl4_raft_snapshots_total", 'kind="installed"') >= 1
 
 
-async def test_single_client_write_rate(cluster: ConsensusCluster, clients: Clients) -> None:
+async def test_single_client_write_rate(cluster: ConsensusCluster, clients: ClusterClients) -> None:
     """Not a pass/fail timing test: prints a rough sequential write rate for the report."""
-    leader = await leader_of(clients)
-    c = clients.by_member[leader]
+    leader = await clients.leader()
     n, started = 0, time.monotonic()
     while time.monotonic() - started < 2:
-        await _call(
-            c,
+        await clients.call(
+            leader,
             kv_pb2_grpc.KVServiceStub,
             "Put",
             kv_pb2.PutRequest(key=b"rate/k", value=b"x" * 256),
@@ -250,7 +217,9 @@ async def test_single_client_write_rate(cluster: ConsensusCluster, clients: Clie
     writes_s = n / (time.monotonic() - started)
     n, started = 0, time.monotonic()
     while time.monotonic() - started < 2:
-        await _call(c, kv_pb2_grpc.KVServiceStub, "Get", kv_pb2.GetRequest(key=b"rate/k"), 5)
+        await clients.call(
+            leader, kv_pb2_grpc.KVServiceStub, "Get", kv_pb2.GetRequest(key=b"rate/k"), 5
+        )
         n += 1
     reads_s = n / (time.monotonic() - started)
     print(
