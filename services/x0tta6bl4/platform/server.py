@@ -22,7 +22,6 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from x0tta6bl4.platform.authz import OpaAuthorizer
 from x0tta6bl4.platform.client import MeshClient
@@ -147,12 +146,7 @@ async def serve(
             return 1
 
         server = aio.server(
-            interceptors=[
-                aio_server_interceptor(  # type: ignore[no-untyped-call]
-                    tracer_provider=telemetry.tracer_provider
-                ),
-                PlatformInterceptor(settings.service, authorizer),
-            ],
+            interceptors=[PlatformInterceptor(settings.service, authorizer, telemetry.tracer)],
             options=[
                 ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(settings.drain_timeout_s * 1000)),
