@@ -390,7 +390,7 @@ class X0Cluster(System):
     (tests/support/mesh.py), over mTLS like production."""
 
     name = "x0tta6bl4"
-    election = "x0tta6bl4 defaults: tick 10 ms, heartbeat 50 ms, election timeout 150-300 ms"
+    election = "x0tta6bl4 defaults: tick 10 ms, heartbeat 100 ms, election timeout 0.5-1 s"
 
     def __init__(self) -> None:
         self.api = _x0_api()

@@ -230,9 +230,9 @@ def test_placement_warning_and_rtt_timers_from_settings(tmp_path: Any) -> None:
     }
     raft = load_raft_settings(platform, env)
     assert any("'dc1' holds 2 of 3 voters" in note for note in raft.notes), raft.notes
-    assert raft.heartbeat_ticks == 16 and raft.election_ticks == 48
+    assert raft.heartbeat_ticks == 16 and raft.election_ticks == 80
     balanced = load_raft_settings(
         platform, {"X0_RAFT_NODE_ID": "1", "X0_RAFT_PEERS": "1=h:1@a,2=h:2@b,3=h:3@c"}
     )
     assert balanced.notes == []
-    assert (balanced.heartbeat_ticks, balanced.election_ticks) == (5, 15)
+    assert (balanced.heartbeat_ticks, balanced.election_ticks) == (10, 50)

@@ -12,9 +12,9 @@ is validated at start-up and all problems are reported at once, each naming its 
 ``X0_RAFT_DATA_DIR``            WAL and snapshots (default ``$X0_STATE_DIR/raft`` or
                                 ``./var/consensus/node-<id>``)
 ``X0_RAFT_TICK_MS``             length of one Raft tick (default 10)
-``X0_RAFT_HEARTBEAT_TICKS``     heartbeat interval in ticks (default 5 = 50 ms)
+``X0_RAFT_HEARTBEAT_TICKS``     heartbeat interval in ticks (default 10 = 100 ms)
 ``X0_RAFT_ELECTION_TICKS``      base election timeout in ticks; the effective timeout is
-                                drawn from [e, 2e) (default 15 = 150-300 ms)
+                                drawn from [e, 2e) (default 50 = 0.5-1 s)
 ``X0_RAFT_SNAPSHOT_ENTRIES``    take a snapshot every N applied entries (default 10000)
 ``X0_RAFT_CATCHUP_ENTRIES``     entries kept in memory before a snapshot for slow followers
                                 (default 1000)
@@ -71,8 +71,8 @@ class RaftSettings:
     peers: dict[int, Peer]
     data_dir: Path
     tick_ms: int = 10
-    heartbeat_ticks: int = 5
-    election_ticks: int = 15
+    heartbeat_ticks: int = 10
+    election_ticks: int = 50
     snapshot_entries: int = 10_000
     catchup_entries: int = 1_000
     history_revisions: int = 10_000
@@ -146,8 +146,8 @@ def load_raft_settings(
 
     node_id = get("X0_RAFT_NODE_ID", int_between(1), 1)
     tick_ms = get("X0_RAFT_TICK_MS", int_between(1, 10_000), 10)
-    heartbeat = get("X0_RAFT_HEARTBEAT_TICKS", int_between(1, 100_000), 5)
-    election = get("X0_RAFT_ELECTION_TICKS", int_between(2, 1_000_000), 15)
+    heartbeat = get("X0_RAFT_HEARTBEAT_TICKS", int_between(1, 100_000), 10)
+    election = get("X0_RAFT_ELECTION_TICKS", int_between(2, 1_000_000), 50)
     snapshot_entries = get("X0_RAFT_SNAPSHOT_ENTRIES", int_between(10), 10_000)
     catchup = get("X0_RAFT_CATCHUP_ENTRIES", int_between(0), 1_000)
     history = get("X0_RAFT_HISTORY_REVISIONS", int_between(1), 10_000)

@@ -6,7 +6,7 @@
 - ``timers_for_rtt`` derives a node's heartbeat and election timers from the round-trip times
   of its links: the heartbeat must be well above the RTT to its farthest voter, and the
   election timeout an order of magnitude above the heartbeat (Raft §9.3: broadcast time ≪
-  election timeout ≪ MTBF). Defaults inside one DC are the suite's 50 ms / 150-300 ms.
+  election timeout ≪ MTBF). Defaults inside one DC are the suite's 100 ms / 0.5-1 s.
 - ``preferred_leader`` picks the voter a leader should hand leadership to: the lowest-id voter
   in the preferred zone that is caught up (the Raft core transfers to it with TimeoutNow once
   it is, so leadership comes back to the preferred DC after a failover).
@@ -76,14 +76,14 @@ def timers_for_rtt(
     rtt_ms: Mapping[int, float],
     *,
     tick_ms: int = 10,
-    min_heartbeat_ms: int = 50,
-    election_factor: int = 3,
+    min_heartbeat_ms: int = 100,
+    election_factor: int = 5,
 ) -> Timers:
     """Timers of one node given the RTT (ms) to each voter it talks to.
 
     heartbeat = max(min_heartbeat, 2 x worst RTT); the election timeout base is
     ``election_factor`` heartbeats (drawn from [e, 2e) by the core), so with the default the
-    suite's LAN timing is 50 ms heartbeat and 150-300 ms election.
+    suite's LAN timing is 100 ms heartbeat and 0.5-1 s election.
     """
     if tick_ms <= 0:
         raise ValueError(f"tick_ms must be positive, got {tick_ms}")
