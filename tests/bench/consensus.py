@@ -14,6 +14,11 @@ N concurrent clients each issuing one request at a time (closed loop) to the lea
 * server CPU (sum over the members' processes, % of one core) per phase and idle, and RSS
   (sum of the members).
 
+``grpc-floor`` is a reference, not a peer: one bare ``grpc.aio`` process with an in-memory dict
+behind the same etcd API subset (tests/bench/floor_node.py) - no replication, no disk, no TLS.
+It bounds what any Python ``grpc.aio`` service can reach here with this load generator; it has
+no failover.
+
 Results: a table with the systems side by side (ratios vs etcd) and
 ``bench-results/consensus.json`` shaped as
 ``{"<system>": {"writes": {"<clients>": {"ops_per_s", "p50_ms", "p99_ms"}}, "reads": {...},
@@ -54,8 +59,9 @@ from etcd_api import pb, pb_grpc  # noqa: E402
 
 VALUE_BYTES = 256
 READ_KEYS = 256
-SYSTEMS = ("x0tta6bl4", "etcd", "pysyncobj")
-PEERS = ("etcd", "pysyncobj")
+SYSTEMS = ("x0tta6bl4", "etcd", "pysyncobj", "grpc-floor")
+PEERS = ("etcd", "pysyncobj", "grpc-floor")
+"""Systems whose failure fails the run (everything but ours, which may be ``not built``)."""
 
 
 def free_port() -> int:
@@ -131,6 +137,7 @@ class System(abc.ABC):
 
     name: str
     election: str = ""
+    has_failover = True
 
     @abc.abstractmethod
     async def start(self, workdir: Path) -> None: ...
@@ -218,6 +225,36 @@ class ProcessCluster(System):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+class GrpcFloor(ProcessCluster):
+    """One tests/bench/floor_node.py process: the per-request cost of Python grpc.aio alone."""
+
+    name = "grpc-floor"
+    election = "none: one process, no replication"
+    has_failover = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.address = ""
+
+    async def start(self, workdir: Path) -> None:
+        port = free_port()
+        self.address = f"127.0.0.1:{port}"
+        argv = [sys.executable, str(HERE / "floor_node.py"), f"--grpc-port={port}"]
+        self.spawn(argv, workdir / "floor.log")
+        deadline = time.monotonic() + 30
+        while await etcd_status(self.address) is None:
+            self.check_running()
+            if time.monotonic() > deadline:
+                raise TimeoutError("grpc-floor: not serving within 30s")
+            await asyncio.sleep(0.05)
+
+    def client(self, member: int) -> KVClient:
+        return EtcdApiClient(self.address)
+
+    async def leader(self) -> int | None:
+        return 0 if self.alive() else None
 
 
 class EtcdCluster(ProcessCluster):
@@ -700,8 +737,9 @@ async def bench_system(system: System, plan: Plan, value: bytes) -> dict[str, An
         finally:
             for c in clients:
                 await c.close()
-        out["failover_s"] = await measure_failover(system, value)
-        print(f"  {system.name}: failover {out['failover_s']:.3f}s")
+        if system.has_failover:
+            out["failover_s"] = await measure_failover(system, value)
+            print(f"  {system.name}: failover {out['failover_s']:.3f}s")
         out["extra"] = extra
         return out
     finally:
@@ -754,7 +792,7 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
     rows.append(("server CPU % idle", {s: get(s, "extra", "server_idle_cpu_pct") for s in cols}))
     rows.append(
         (
-            "server RSS MiB (3 members)",
+            "server RSS MiB (all members)",
             {
                 s: (v / 2**20 if (v := get(s, "extra", "server_rss_bytes")) is not None else None)
                 for s in cols
@@ -797,6 +835,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "x0tta6bl4": X0Cluster,
         "etcd": EtcdCluster,
         "pysyncobj": lambda: PySyncObjCluster(batch=args.pysyncobj_batch),
+        "grpc-floor": GrpcFloor,
     }
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
