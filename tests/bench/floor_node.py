@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from grpc import aio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from etcd_api import pb, pb_grpc
+from etcd_frontend import serve_until_signalled
 
 
 class Floor(pb_grpc.KVServicer, pb_grpc.MaintenanceServicer):  # type: ignore[misc]
@@ -48,26 +46,11 @@ class Floor(pb_grpc.KVServicer, pb_grpc.MaintenanceServicer):  # type: ignore[mi
         )
 
 
-async def serve(port: int) -> None:
-    server = aio.server(options=[("grpc.so_reuseport", 0)])
-    floor = Floor()
-    pb_grpc.add_KVServicer_to_server(floor, server)
-    pb_grpc.add_MaintenanceServicer_to_server(floor, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"grpc floor on 127.0.0.1:{port}", flush=True)
-    await stop.wait()
-    await server.stop(grace=0.5)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grpc-port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().grpc_port))
+    port = parser.parse_args().grpc_port
+    asyncio.run(serve_until_signalled(Floor(), port, f"grpc floor on 127.0.0.1:{port}"))
 
 
 if __name__ == "__main__":

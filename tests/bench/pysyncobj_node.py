@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc import aio
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from etcd_api import pb, pb_grpc
+from etcd_frontend import serve_until_signalled
 
 
 class KVStore(SyncObj):  # type: ignore[misc]
@@ -141,19 +140,9 @@ async def serve(args: argparse.Namespace) -> None:
     )
     me = members[args.id]
     store = KVStore(me, [a for i, a in sorted(members.items()) if i != args.id], conf)
-    server = aio.server(options=[("grpc.so_reuseport", 0)])
     frontend = Frontend(store, args.id, {a: i for i, a in members.items()})
-    pb_grpc.add_KVServicer_to_server(frontend, server)
-    pb_grpc.add_MaintenanceServicer_to_server(frontend, server)
-    server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"pysyncobj node {args.id} raft={me} grpc=127.0.0.1:{args.grpc_port}", flush=True)
-    await stop.wait()
-    await server.stop(grace=0.5)
+    banner = f"pysyncobj node {args.id} raft={me} grpc=127.0.0.1:{args.grpc_port}"
+    await serve_until_signalled(frontend, args.grpc_port, banner)
     store.destroy()
 
 

@@ -204,6 +204,8 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         span: trace.Span,
     ) -> None:
         code = outcome.code
+        if code is _OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
+            code = _code_of(context)  # the handler set a status itself
         if code is _OK and context.cancelled():
             code = grpc.StatusCode.CANCELLED
         if span.is_recording():
@@ -234,8 +236,6 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                     except Exception as err:
                         await self._fail(context, err, outcome)
                 finally:
-                    if outcome.code is _OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
-                        outcome.code = _code_of(context)
                     self._record(metrics, started, outcome, context, span)
 
         return handle
@@ -262,8 +262,6 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                     except Exception as err:
                         await self._fail(context, err, outcome)
                 finally:
-                    if outcome.code is _OK and context.code() not in (None, 0):  # type: ignore[comparison-overlap]
-                        outcome.code = _code_of(context)
                     self._record(metrics, started, outcome, context, span)
 
         return handle
