@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -19,46 +19,20 @@ from x0tta6bl4.consensus.v1 import raft_pb2, raft_pb2_grpc
 from x0tta6bl4.platform.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 DEFAULT_FORWARD_TIMEOUT_S = 5.0
-DRAIN_POLL_S = 0.25
-T = TypeVar("T")
-
-
-async def until_draining(
-    source: AsyncIterator[T], draining: Callable[[], bool]
-) -> AsyncIterator[T]:
-    """Items of a long-lived stream until it ends or the process starts draining, so that a
-    peer's open stream does not hold a graceful shutdown for the whole drain timeout."""
-    iterator = source.__aiter__()
-    pending: asyncio.Future[T] | None = None
-    try:
-        while True:
-            if draining():
-                return
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=DRAIN_POLL_S)
-            if not done:
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield item
-    finally:
-        if pending is not None and not pending.done():
-            pending.add_done_callback(_retrieve)
-            pending.cancel()
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
     def __init__(self, runtime: RaftRuntime) -> None:
         self._rt = runtime
+        self._streams: set[asyncio.Task[Any]] = set()
+        self._ending = False
+
+    def end_streams(self) -> None:
+        """On drain: end every open Send stream now (peers reconnect elsewhere or wait), so
+        that they do not hold the graceful stop for the whole drain timeout."""
+        self._ending = True
+        for task in self._streams:
+            task.cancel()
 
     def _check_recipient(self, to: int) -> None:
         if to != self._rt.id:
@@ -70,18 +44,28 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
         context: aio.ServicerContext[Any, Any],
     ) -> raft_pb2.SendResponse:
         batches = 0
-        async for request in until_draining(request_iterator, self._rt.is_draining):
-            self._check_recipient(request.to)
-            try:
-                messages = [message_from_pb(m) for m in request.messages]
-            except WireError as err:
-                raise InvalidArgument("messages", str(err)) from None
-            self._rt.deliver(messages)
-            batches += 1
-        if self._rt.is_draining():
-            # End the stream with a status (cancelling the pending read) rather than a
-            # response, so the server's graceful stop does not wait on it.
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        try:
+            if self._ending:
+                raise asyncio.CancelledError
+            async for request in request_iterator:
+                self._check_recipient(request.to)
+                try:
+                    messages = [message_from_pb(m) for m in request.messages]
+                except WireError as err:
+                    raise InvalidArgument("messages", str(err)) from None
+                self._rt.deliver(messages)
+                batches += 1
+        except asyncio.CancelledError:
+            if not self._ending:
+                raise  # the caller went away
+            # Draining: end the stream with a status rather than a response.
+            task.uncancel()
             await context.abort(grpc.StatusCode.UNAVAILABLE, "member shutting down")
+        finally:
+            self._streams.discard(task)
         return raft_pb2.SendResponse(batches=batches)
 
     async def InstallSnapshot(

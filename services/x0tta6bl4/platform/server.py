@@ -181,7 +181,7 @@ async def serve(
         await stop.wait()
 
         log.info("draining", timeout_s=settings.drain_timeout_s)
-        readiness.draining = True
+        readiness.start_draining()
         await health.enter_graceful_shutdown()
         await server.stop(grace=settings.drain_timeout_s)
         log.info("stopped")
