@@ -123,25 +123,34 @@ class PeerLink:
 
     async def _requests(self) -> AsyncIterator[raft_pb2.SendRequest]:
         """The batches of one stream; it ends (and is reopened) after STREAM_MAX_AGE_S, before
-        the server's maximum connection age would cut it."""
-        loop = asyncio.get_running_loop()
-        closes_at = loop.time() + STREAM_MAX_AGE_S
-        while True:
-            if not self._queue:
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), closes_at - loop.time())
-                except TimeoutError:
-                    return
-            while self._queue:
-                batch = self._batch()
-                yield raft_pb2.SendRequest(
-                    sender=self.self_id,
-                    to=self.peer_id,
-                    messages=[message_to_pb(m) for m in batch],
-                )
-            if self.failures:
-                self.failures = 0
+        the server's maximum connection age would cut it. One timer per stream, not one per
+        idle wait: the queue empties after almost every batch."""
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            self._wakeup.set()
+
+        timer = asyncio.get_running_loop().call_later(STREAM_MAX_AGE_S, expire)
+        try:
+            while True:
+                if not self._queue:
+                    self._wakeup.clear()
+                    if expired:
+                        return
+                    await self._wakeup.wait()
+                while self._queue:
+                    batch = self._batch()
+                    yield raft_pb2.SendRequest(
+                        sender=self.self_id,
+                        to=self.peer_id,
+                        messages=[message_to_pb(m) for m in batch],
+                    )
+                if self.failures:
+                    self.failures = 0
+        finally:
+            timer.cancel()
 
     def _send_snapshot(self, m: Message) -> None:
         if self._snapshot_task is not None and not self._snapshot_task.done():
