@@ -131,8 +131,9 @@ class Simulation:
         config = ReplicaConfig(retransmit_ms=3 * TICK_MS, max_batch_events=64)
         self.config = config
         initial = self.ids[:-1] if join_late else self.ids
-        self.replicas = {i: Replica(i, [p for p in initial if p != i], config=config)
-                         for i in initial}
+        self.replicas = {
+            i: Replica(i, [p for p in initial if p != i], config=config) for i in initial
+        }
         self.pending_join = self.ids[-1] if join_late else None
         self.oracle = Oracle()
         self.tick = 0
@@ -338,13 +339,19 @@ class Simulation:
             if self.states_converged():
                 state_rounds = rnd
                 break
-        assert values_rounds > 0 and state_rounds > 0, (
-            f"no convergence within {max_rounds} rounds"
-        )
+        assert values_rounds > 0 and state_rounds > 0, f"no convergence within {max_rounds} rounds"
         self.check_oracle()
         assert all(r.bootstrapped for r in self.replicas.values()), "a joiner never bootstrapped"
-        return Result(self.seed, len(self.replicas), values_rounds, state_rounds, self.net.sent,
-                      self.net.dropped, self.collected, self.dropped_events)
+        return Result(
+            self.seed,
+            len(self.replicas),
+            values_rounds,
+            state_rounds,
+            self.net.sent,
+            self.net.dropped,
+            self.collected,
+            self.dropped_events,
+        )
 
     def anti_entropy_round(self, stale: list[tuple[int, int, str, str, Message]]) -> None:
         """One round = one round trip: everyone sends its digest (and pushes its buffer) to

@@ -23,8 +23,13 @@ def test_a_zone_with_a_quorum_is_reported() -> None:
 
 
 def test_learners_do_not_count_towards_placement() -> None:
-    members = [Member(1, "a"), Member(2, "b"), Member(3, "c"), Member(4, "a", voter=False),
-               Member(5, "a", voter=False)]
+    members = [
+        Member(1, "a"),
+        Member(2, "b"),
+        Member(3, "c"),
+        Member(4, "a", voter=False),
+        Member(5, "a", voter=False),
+    ]
     assert check_placement(members) == []
 
 
@@ -46,13 +51,15 @@ def test_wan_link_stretches_the_timers() -> None:
 
 @given(st.dictionaries(st.integers(1, 9), st.floats(0, 5000), max_size=6), st.integers(1, 50))
 def test_timers_always_keep_election_well_above_heartbeat_and_rtt(
-        rtt: dict[int, float], tick_ms: int) -> None:
+    rtt: dict[int, float], tick_ms: int
+) -> None:
     timers = timers_for_rtt(rtt, tick_ms=tick_ms)
     worst = max(rtt.values(), default=0.0)
     assert timers.heartbeat_ms >= 2 * worst
     assert timers.election_ticks > timers.heartbeat_ticks
     assert timers.election_ms >= 3 * timers.heartbeat_ms or timers.election_ticks == (
-        timers.heartbeat_ticks + 1)
+        timers.heartbeat_ticks + 1
+    )
 
 
 def test_negative_rtt_is_rejected_by_name() -> None:
@@ -61,8 +68,12 @@ def test_negative_rtt_is_rejected_by_name() -> None:
 
 
 def test_preferred_leader_is_a_caught_up_voter_in_the_preferred_zone() -> None:
-    members = [Member(1, "east"), Member(2, "west"), Member(3, "west"),
-               Member(4, "west", voter=False)]
+    members = [
+        Member(1, "east"),
+        Member(2, "west"),
+        Member(3, "west"),
+        Member(4, "west", voter=False),
+    ]
     assert preferred_leader(members, "west", {2: 90, 3: 100, 4: 100}, last_index=100) == 3
     assert preferred_leader(members, "west", {2: 100, 3: 100}, last_index=100) == 2
     assert preferred_leader(members, "west", {2: 90, 3: 95}, last_index=100) == NONE

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from .errors import InvalidOperation
 
 MAX_COUNTER = (1 << 63) - 1
+_new_context = object.__new__
 
 
 def check_replica(replica: object, field: str = "replica") -> str:
@@ -114,18 +115,18 @@ class VersionVector:
 class CausalContext:
     """The set of dots a state has seen: a compact version vector plus a dot cloud."""
 
-    __slots__ = ("_cloud", "_vv")
+    __slots__ = ("_cloud", "_v")
 
     def __init__(self, vv: VersionVector | None = None, cloud: Iterable[Dot] = ()) -> None:
         checked = [Dot.checked(d[0], d[1], "causal_context.cloud") for d in cloud]
         v, c = _compact(dict((vv or VersionVector())._v), checked)
-        self._vv = VersionVector._trusted(v)
+        self._v = v
         self._cloud = c
 
     @classmethod
     def _trusted(cls, v: dict[str, int], cloud: frozenset[Dot]) -> CausalContext:
         cc = cls.__new__(cls)
-        cc._vv = VersionVector._trusted(v)
+        cc._v = v
         cc._cloud = cloud
         return cc
 
@@ -144,17 +145,17 @@ class CausalContext:
 
     @property
     def vv(self) -> VersionVector:
-        return self._vv
+        return VersionVector._trusted(self._v)  # shares the dict: neither ever changes it
 
     @property
     def cloud(self) -> frozenset[Dot]:
         return self._cloud
 
     def contains(self, dot: Dot) -> bool:
-        return dot.counter <= self._vv._v.get(dot.replica, 0) or dot in self._cloud
+        return dot.counter <= self._v.get(dot.replica, 0) or dot in self._cloud
 
     def max_counter(self, replica: str) -> int:
-        m = self._vv._v.get(replica, 0)
+        m = self._v.get(replica, 0)
         for d in self._cloud:
             if d.replica == replica and d.counter > m:
                 m = d.counter
@@ -166,23 +167,26 @@ class CausalContext:
 
     def add(self, dot: Dot) -> CausalContext:
         replica, counter = dot
-        have = self._vv._v.get(replica, 0)
+        have = self._v.get(replica, 0)
         if counter <= have or dot in self._cloud:
             return self
         if not self._cloud:  # the usual case: what ``_compact`` would give, without sorting
+            cc = _new_context(CausalContext)
+            cc._v = v = self._v.copy()
             if counter == have + 1:
-                v = dict(self._vv._v)
                 v[replica] = counter
-                return CausalContext._trusted(v, self._cloud)
-            return CausalContext._trusted(dict(self._vv._v), frozenset((dot,)))
-        v, c = _compact(dict(self._vv._v), [*self._cloud, dot])
+                cc._cloud = self._cloud
+            else:
+                cc._cloud = frozenset((dot,))
+            return cc
+        v, c = _compact(dict(self._v), [*self._cloud, dot])
         return CausalContext._trusted(v, c)
 
     def union(self, other: CausalContext) -> CausalContext:
-        if other is self or (not other._vv._v and not other._cloud):
+        if other is self or (not other._v and not other._cloud):
             return self
-        v = dict(self._vv._v)
-        for r, n in other._vv._v.items():
+        v = dict(self._v)
+        for r, n in other._v.items():
             if n > v.get(r, 0):
                 v[r] = n
         if not self._cloud and not other._cloud:
@@ -192,16 +196,16 @@ class CausalContext:
 
     def leq(self, other: CausalContext) -> bool:
         """True when every dot of ``self`` is in ``other``."""
-        for r, n in self._vv._v.items():
-            have = other._vv._v.get(r, 0)
+        for r, n in self._v.items():
+            have = other._v.get(r, 0)
             if have < n and any(Dot(r, k) not in other._cloud for k in range(have + 1, n + 1)):
                 return False
         return all(other.contains(d) for d in self._cloud)
 
     def dots_not_in(self, other: CausalContext) -> Iterator[Dot]:
         """Every dot of ``self`` missing from ``other`` (enumerated, so mind the size)."""
-        for r, n in self._vv._v.items():
-            for k in range(other._vv._v.get(r, 0) + 1, n + 1):
+        for r, n in self._v.items():
+            for k in range(other._v.get(r, 0) + 1, n + 1):
                 d = Dot(r, k)
                 if d not in other._cloud:
                     yield d
@@ -211,12 +215,12 @@ class CausalContext:
 
     def count_not_in(self, other: CausalContext) -> int:
         """An upper bound on ``len(list(self.dots_not_in(other)))`` computed in O(replicas)."""
-        n = sum(max(0, c - other._vv._v.get(r, 0)) for r, c in self._vv._v.items())
+        n = sum(max(0, c - other._v.get(r, 0)) for r, c in self._v.items())
         return n + len(self._cloud)
 
     def without(self, replica: str) -> CausalContext:
         return CausalContext._trusted(
-            {r: c for r, c in self._vv._v.items() if r != replica},
+            {r: c for r, c in self._v.items() if r != replica},
             frozenset(d for d in self._cloud if d.replica != replica),
         )
 
@@ -225,27 +229,25 @@ class CausalContext:
         return CausalContext.from_dots(d for d in dots if self.contains(d))
 
     def is_empty(self) -> bool:
-        return not self._vv._v and not self._cloud
+        return not self._v and not self._cloud
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, CausalContext)
-            and self._vv == other._vv
-            and self._cloud == other._cloud
+            isinstance(other, CausalContext) and self._v == other._v and self._cloud == other._cloud
         )
 
     def __hash__(self) -> int:
-        return hash((self._vv, self._cloud))
+        return hash((frozenset(self._v.items()), self._cloud))
 
     def __repr__(self) -> str:
         cloud = sorted(self._cloud)
-        return f"CausalContext({dict(sorted(self._vv._v.items()))}, cloud={cloud})"
+        return f"CausalContext({dict(sorted(self._v.items()))}, cloud={cloud})"
 
 
 def _compact(v: dict[str, int], cloud: list[Dot]) -> tuple[dict[str, int], frozenset[Dot]]:
     """Fold cloud dots adjacent to the vector into it; drop the ones it already covers."""
     if not cloud:
-        return v, frozenset()
+        return v or _NO_VECTOR, frozenset()
     rest: list[Dot] = []
     for d in sorted(cloud):
         have = v.get(d.replica, 0)
@@ -253,7 +255,16 @@ def _compact(v: dict[str, int], cloud: list[Dot]) -> tuple[dict[str, int], froze
             v[d.replica] = d.counter
         elif d.counter > have:
             rest.append(d)
-    return v, frozenset(rest)
+    return v or _NO_VECTOR, frozenset(rest)
+
+
+_NO_VECTOR: dict[str, int] = {}
+"""The vector of every context that has none (one shared dict: contexts never change theirs;
+a delta that only names a few dots, like most events', is such a context)."""
+
+
+EMPTY_CONTEXT = CausalContext()
+"""The context that has seen nothing (contexts are immutable: one is enough)."""
 
 
 class DottedVersionVector(NamedTuple):

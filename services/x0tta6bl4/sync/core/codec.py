@@ -22,7 +22,8 @@ naming where decoding failed; nothing else escapes :func:`decode`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .causal import MAX_COUNTER, CausalContext, Dot, VersionVector
@@ -53,6 +54,9 @@ class _Writer:
         self.index = index
 
     def varint(self, n: int) -> None:
+        if 0 <= n < 0x80:  # one byte: most counts, indexes and counters
+            self.buf.append(n)
+            return
         if n < 0:
             raise ValueError("varint must be >= 0")
         while n >= 0x80:
@@ -85,9 +89,14 @@ def _collect_replicas(crdt: CRDT) -> list[str]:
         return sorted(crdt.entries)
     if isinstance(crdt, PNCounter):
         return sorted({*crdt.p.entries, *crdt.n.entries})
-    ids = {r for r, _ in crdt.cc.vv.items()} | {d.replica for d in crdt.cc.cloud}
-    ids.update(d.replica for d in dots(crdt.store))
+    ids = {*crdt.cc._v, *map(itemgetter(0), crdt.cc._cloud)}
+    ids.update(map(itemgetter(0), _dots(crdt.store)))
     return sorted(ids)
+
+
+def _dots(store: DotStore) -> Iterable[Dot]:
+    """The dots held in ``store`` (a dot function's own keys, without a generator)."""
+    return store._d if isinstance(store, DotFun) else dots(store)
 
 
 def encode(crdt: CRDT) -> bytes:
@@ -106,7 +115,7 @@ def encode(crdt: CRDT) -> bytes:
 
 def encode_context(cc: CausalContext) -> bytes:
     """Encode a causal context for a client (``Get`` returns it, ``Update`` takes it back)."""
-    replicas = sorted({r for r, _ in cc.vv.items()} | {d.replica for d in cc.cloud})
+    replicas = sorted({*cc._v} | {d.replica for d in cc.cloud})
     w = _Writer({r: i for i, r in enumerate(replicas)})
     w.buf += bytes([FORMAT_VERSION, CONTEXT_TAG])
     w.varint(len(replicas))
@@ -162,12 +171,12 @@ def _write_body(w: _Writer, spec: TypeSpec, crdt: CRDT) -> None:
         _write_gcounter(w, crdt.n)
         return
     _write_store(w, spec, crdt.store)
-    _write_cc(w, crdt.cc, set(dots(crdt.store)))
+    _write_cc(w, crdt.cc, _dots(crdt.store))
 
 
-def _write_cc(w: _Writer, cc: CausalContext, implied: set[Dot]) -> None:
-    vv = sorted(cc.vv.items())
-    cloud = sorted(d for d in cc.cloud if d not in implied)
+def _write_cc(w: _Writer, cc: CausalContext, implied: Iterable[Dot]) -> None:
+    vv = sorted(cc._v.items())
+    cloud = sorted(cc._cloud.difference(implied)) if cc._cloud else []
     w.varint(len(vv) << 1 | (1 if cloud else 0))
     for r, n in vv:
         w.varint(w.index[r])
@@ -180,8 +189,8 @@ def _write_cc(w: _Writer, cc: CausalContext, implied: set[Dot]) -> None:
 
 def _write_store(w: _Writer, spec: TypeSpec, store: DotStore) -> None:
     if isinstance(store, DotFun):
-        w.varint(len(store))
-        for d, payload in sorted(store.items()):
+        w.varint(len(store._d))
+        for d, payload in sorted(store._d.items()):
             w.dot(d)
             _write_payload(w, spec.tag, payload)
         return

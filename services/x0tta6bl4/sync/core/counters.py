@@ -85,15 +85,26 @@ class PNCounter:
 
     def increment(self, replica: str, amount: int = 1) -> tuple[PNCounter, PNCounter]:
         p, dp = self.p.increment(replica, amount)
-        return PNCounter(p, self.n), PNCounter(dp, GCounter())
+        return _pn(p, self.n), _pn(dp, _EMPTY)
 
     def decrement(self, replica: str, amount: int = 1) -> tuple[PNCounter, PNCounter]:
         n, dn = self.n.increment(replica, amount)
-        return PNCounter(self.p, n), PNCounter(GCounter(), dn)
+        return _pn(self.p, n), _pn(_EMPTY, dn)
 
     def merge(self, other: PNCounter) -> PNCounter:
         p, n = self.p.merge(other.p), self.n.merge(other.n)
-        return self if p is self.p and n is self.n else PNCounter(p, n)
+        return self if p is self.p and n is self.n else _pn(p, n)
 
     def leq(self, other: PNCounter) -> bool:
         return self.p.leq(other.p) and self.n.leq(other.n)
+
+
+_EMPTY = _trusted({})
+
+
+def _pn(p: GCounter, n: GCounter) -> PNCounter:
+    """A PN-Counter of two valid G-Counters, built without the dataclass ``__init__``."""
+    c = object.__new__(PNCounter)
+    object.__setattr__(c, "p", p)
+    object.__setattr__(c, "n", n)
+    return c

@@ -13,7 +13,9 @@ removals need no tombstones, only the (compact) causal context.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 from typing import Any, TypeAlias
 
 from .causal import CausalContext, Dot
@@ -157,8 +159,8 @@ def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotF
         return _filter_fun(b, ca)
     # ``CausalContext.contains`` inlined, plain loops: this is the hot path of every merge and
     # the stores are usually tiny (a register holds one entry).
-    av, acl = ca._vv._v, ca._cloud
-    bv, bcl = cb._vv._v, cb._cloud
+    av, acl = ca._v, ca._cloud
+    bv, bcl = cb._v, cb._cloud
     if len(ad) == 1 and len(bd) == 1:
         ((da, va),) = ad.items()
         ((db, vb),) = bd.items()
@@ -197,7 +199,7 @@ def join_map(a: DotMap, ca: CausalContext, b: DotMap, cb: CausalContext) -> DotM
 
 
 def _filter_fun(a: DotFun, c: CausalContext) -> DotFun:
-    cv, cl = c._vv._v, c._cloud
+    cv, cl = c._v, c._cloud
     if not cv and not cl:
         return a
     ad = a._d
@@ -219,6 +221,30 @@ def _filter(a: DotStore, c: CausalContext) -> DotStore:
         if len(j):
             out[k] = j
     return DotMap._wrap(out)
+
+
+def unseen(stores: list[DotStore], c: CausalContext) -> bool:
+    """Whether the stores are non-empty dot functions none of whose dots ``c`` has seen (so
+    each is its own join with any state of context ``c`` lacking it).
+
+    Decided at C speed for many stores at once, conservatively: ``False`` may only mean
+    "check each store"."""
+    if set(map(type, stores)) - {DotFun}:
+        return False
+    stores_d: list[dict[Dot, Any]] = list(map(attrgetter("_d"), stores))
+    return all(stores_d) and unseen_dots(list(chain.from_iterable(stores_d)), c)
+
+
+def unseen_dots(held: Collection[Dot], c: CausalContext) -> bool:
+    """Whether ``c`` has seen none of the dots, decided at C speed and conservatively: the
+    smallest counter must exceed what ``c``'s vector covers of any replica among them."""
+    if not held:
+        return True
+    if c._cloud and not c._cloud.isdisjoint(held):
+        return False
+    v = c._v
+    covered = max(map(v.get, set(map(itemgetter(0), held)), repeat(0)))
+    return covered == 0 or min(map(itemgetter(1), held)) > covered
 
 
 def dots(store: DotStore) -> Iterator[Dot]:

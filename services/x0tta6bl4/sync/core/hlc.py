@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .errors import InvalidOperation
 
 MAX_LOGICAL = (1 << 32) - 1
+_new, _set = object.__new__, object.__setattr__
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -37,7 +38,7 @@ class HLC:
     def now(self, physical_ms: int) -> HLC:
         """The next local timestamp: strictly greater than ``self``, close to ``physical_ms``."""
         if physical_ms > self.wall_ms:
-            return HLC(physical_ms, 0, self.replica)
+            return self._bump(physical_ms, 0)
         return self._bump(self.wall_ms, self.logical + 1)
 
     def receive(self, remote: HLC, physical_ms: int, max_drift_ms: int | None = None) -> HLC:
@@ -65,5 +66,10 @@ class HLC:
 
     def _bump(self, wall: int, logical: int) -> HLC:
         if logical > MAX_LOGICAL:  # 2^32 events in one millisecond: move the wall part on
-            return HLC(wall + 1, 0, self.replica)
-        return HLC(wall, logical, self.replica)
+            wall, logical = wall + 1, 0
+        # Valid by construction (both parts only grow from a valid clock): no re-check.
+        h = _new(HLC)
+        _set(h, "wall_ms", wall)
+        _set(h, "logical", logical)
+        _set(h, "replica", self.replica)
+        return h

@@ -33,22 +33,23 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain, compress
+from operator import attrgetter, is_, itemgetter, ne, or_
 from typing import TYPE_CHECKING, TypeAlias
 
-from .causal import CausalContext, Dot, VersionVector, check_replica
+from .causal import EMPTY_CONTEXT, CausalContext, Dot, VersionVector, check_replica
 from .counters import GCounter, PNCounter
 from .dotstore import (
     EMPTY_FUN,
     EMPTY_MAP,
     DotFun,
-    DotMap,
     DotStore,
     _filter,
-    _filter_fun,
     dots,
+    join,
     join_at,
-    join_fun,
-    join_map,
+    unseen,
+    unseen_dots,
 )
 from .errors import InvalidOperation
 from .flags import DWFlag, EWFlag
@@ -58,7 +59,7 @@ from .maps import ORMap
 from .ops import MapRemove, MapUpdate, Op, apply_op
 from .registers import LWWRegister, MVRegister
 from .sets import AWSet, RWSet
-from .spec import MAP_STORE_TAGS, TypeSpec, TypeTag, spec_of
+from .spec import MAP_STORE_TAGS, TypeSpec, TypeTag, canonical, spec_of
 from .values import DEFAULT_LIMITS, Limits, check_key
 
 if TYPE_CHECKING:
@@ -66,6 +67,11 @@ if TYPE_CHECKING:
 
 StoredValue: TypeAlias = DotStore | GCounter | PNCounter
 """What the store keeps per key: a dot store (its context is the replica's) or a counter."""
+Entry: TypeAlias = tuple[str, TypeSpec, StoredValue]
+Entries: TypeAlias = tuple[Entry, ...]
+"""A whole state, key by key (a key holding values of several types has several entries)."""
+_Incoming: TypeAlias = tuple[dict[str, Entry], dict[str, list[tuple[TypeSpec, StoredValue]]]]
+"""A snapshot's entries by key, and the rare further types of a key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +200,8 @@ class Replica:
     ) -> None:
         self.id = check_replica(replica_id, "replica_id")
         self.config = config or ReplicaConfig()
-        self._data: dict[str, tuple[TypeSpec, StoredValue]] = {}
+        # key -> (key, type, value): the entry tuple a state lists, shared, not rebuilt.
+        self._data: dict[str, Entry] = {}
         # Values of a key under a type that lost a concurrent-creation conflict (rare): kept,
         # joined like any value, and shown again if the winning type's value is emptied.
         self._shadow: dict[str, dict[TypeSpec, StoredValue]] = {}
@@ -240,7 +247,7 @@ class Replica:
         entry = self._data.get(key)
         if entry is None:
             return None
-        spec, stored = entry
+        _, spec, stored = entry
         return Read(key, spec, self._view(spec, stored), self._cc)
 
     def _view(self, spec: TypeSpec, stored: StoredValue) -> CRDT:
@@ -250,21 +257,21 @@ class Replica:
 
     def state(
         self,
-    ) -> tuple[tuple[tuple[str, TypeSpec, StoredValue], ...], CausalContext, CausalContext]:
+    ) -> tuple[Entries, CausalContext, CausalContext]:
         """The complete replicated state: entries, data context, applied events.
 
         A key has one entry per type it holds a non-empty value under: normally one, more
         only after concurrent creation with different types (the shown one first)."""
         if not self._shadow:  # the usual case: one type per key
-            data = self._data
-            return tuple([(k, *data[k]) for k in sorted(data)]), self._cc, self._events
-        entries: list[tuple[str, TypeSpec, StoredValue]] = []
+            entries = tuple(map(self._data.__getitem__, sorted(self._data)))
+            return entries, self._cc, self._events
+        listed: list[Entry] = []
         for k in sorted(self._data):
-            entries.append((k, *self._data[k]))
+            listed.append(self._data[k])
             shadow = self._shadow.get(k)
             if shadow:
-                entries += [(k, t, shadow[t]) for t in sorted(shadow, key=TypeSpec.sort_key)]
-        return tuple(entries), self._cc, self._events
+                listed += [(k, t, shadow[t]) for t in sorted(shadow, key=TypeSpec.sort_key)]
+        return tuple(listed), self._cc, self._events
 
     def unacked(self, peer: str) -> int:
         """Logged events ``peer`` has not acknowledged (the per-peer delta buffer)."""
@@ -332,23 +339,27 @@ class Replica:
         if spec is None:
             if current is None:
                 raise InvalidOperation("type", f"key {key!r} does not exist; name its type")
-            spec = current[0]
+            spec = current[1]
         elif not isinstance(spec, TypeSpec):
             raise InvalidOperation("type", "unknown type")
-        elif current is not None and current[0] != spec:
+        elif current is not None and current[1] is not spec and current[1] != spec:
             raise InvalidOperation(
-                "type", f"key {key!r} holds a {current[0].name}, not a {spec.name}"
+                "type", f"key {key!r} holds a {current[1].name}, not a {spec.name}"
             )
-        value = self._view(spec, current[1] if current is not None else _bottom(spec))
+        spec = canonical(spec) if current is None else current[1]
+        value = self._view(spec, current[2] if current is not None else _bottom(spec))
         hlc = self._clock.now(now_ms)
         dot = self._cc.next_dot(self.id)
-        _, delta = apply_op(value, op, self.id, hlc, self.config.limits)
+        new, delta = apply_op(value, op, self.id, hlc, self.config.limits)
         if not isinstance(delta, GCounter | PNCounter):
             # Removal-only deltas mint no dot; the event's dot still marks them as applied.
-            delta = spec.view(delta.store, delta.cc.add(dot))
+            cc = delta.cc.add(dot)
+            if cc is not delta.cc:
+                delta = spec.view(delta.store, cc)
         event = Event(dot, key, spec, delta, hlc, _path(op))
         self._clock = hlc
-        self._apply(event)
+        # ``new`` is the key's value joined with the delta already: no second join.
+        self._apply(event, new if isinstance(new, GCounter | PNCounter) else new.store)
         return event
 
     # -- applying events and states --------------------------------------------------------
@@ -372,8 +383,10 @@ class Replica:
         removal). A removed value never comes back: its dots stay in the data context.
         """
         current = self._data.get(key)
-        if current is not None and current[0] == spec:
-            mine = current[1]
+        same = current is not None and (current[1] is spec or current[1] == spec)
+        if same:
+            assert current is not None
+            mine = current[2]
         else:
             shadow = self._shadow.get(key)
             found = shadow.get(spec) if shadow is not None else None
@@ -387,23 +400,30 @@ class Replica:
             raise InvalidOperation("delta", f"value for {key!r} does not match {spec.name}")
         else:
             merged = join_at(mine, self._cc, incoming, incoming_cc, path)
-        if current is not None and current[0] == spec and key not in self._shadow:
-            if _live(merged):  # the common case: one type, updated in place
-                self._data[key] = (spec, merged)
-            else:
+        self._set(key, spec, current, merged)
+
+    def _set(self, key: str, spec: TypeSpec, current: Entry | None, value: StoredValue) -> None:
+        """Make ``value`` the value of type ``spec`` of ``key`` (whose entry is ``current``)."""
+        if key not in self._shadow and (
+            current is None or current[1] is spec or current[1] == spec
+        ):  # one type: the usual case
+            if _live(value):
+                self._data[key] = (key, spec if current is None else current[1], value)
+            elif current is not None:
                 del self._data[key]
             return
-        self._place(key, spec, merged)
+        self._place(key, spec, value)
 
     def _merge_two(
         self,
         key: str,
-        current: tuple[TypeSpec, StoredValue],
-        theirs: tuple[TypeSpec, StoredValue],
+        current: Entry,
+        theirs: Entry,
         their_cc: CausalContext,
     ) -> None:
         """Snapshot join of a key holding one type here and another type there."""
-        for spec, got in sorted(((current[0], None), theirs), key=lambda sv: sv[0].sort_key()):
+        both: list[tuple[TypeSpec, StoredValue | None]] = [(current[1], None), theirs[1:]]
+        for spec, got in sorted(both, key=lambda sv: sv[0].sort_key()):
             self._merge_into(key, spec, _bottom(spec) if got is None else got, their_cc)
 
     def _place(self, key: str, spec: TypeSpec, value: StoredValue) -> None:
@@ -411,28 +431,34 @@ class Replica:
         values = dict(self._shadow.pop(key, {}))
         current = self._data.pop(key, None)
         if current is not None:
-            values[current[0]] = current[1]
+            values[current[1]] = current[2]
         values[spec] = value
         live = {t: v for t, v in values.items() if _live(v)}
         if not live:
             return
         top = max(live, key=TypeSpec.sort_key)
-        self._data[key] = (top, live.pop(top))
+        self._data[key] = (key, top, live.pop(top))
         if live:
             self._shadow[key] = live
 
-    def _apply(self, event: Event) -> bool:
+    def _apply(self, event: Event, joined: StoredValue | None = None) -> bool:
+        """Join an event's delta (or, for a local write, set ``joined``: the key's value
+        already joined with it)."""
         # Deduplicate on *applied events*, not on the data context: a later write that
         # superseded this event's entry puts its dot in the data context without carrying
         # what this event itself superseded, so the event must still be joined.
         if self._events.contains(event.dot):
             return False
         delta = event.delta
-        if isinstance(delta, GCounter | PNCounter):
-            self._merge_into(event.key, event.spec, delta, CausalContext())
-            self._cc = self._cc.add(event.dot)
+        if joined is not None:
+            self._set(event.key, event.spec, self._data.get(event.key), joined)
+        elif isinstance(delta, GCounter | PNCounter):
+            self._merge_into(event.key, event.spec, delta, EMPTY_CONTEXT)
         else:
             self._merge_into(event.key, event.spec, delta.store, delta.cc, event.path)
+        if isinstance(delta, GCounter | PNCounter):
+            self._cc = self._cc.add(event.dot)
+        else:
             self._cc = self._cc.union(delta.cc).add(event.dot)
         self._events = self._events.add(event.dot)
         self._log[event.dot] = event
@@ -537,98 +563,13 @@ class Replica:
 
     def on_snapshot(self, snap: Snapshot, now_ms: int) -> Ack:
         p = self._peer(snap.sender)
-        limits = self.config.limits
-        max_key = limits.max_key_bytes
-        # key -> (type, value); the rare further types of a key (concurrent creation) apart.
-        incoming: dict[str, tuple[TypeSpec, StoredValue]] = {}
-        more: dict[str, list[tuple[TypeSpec, StoredValue]]] = {}
-        last_spec: object = None
-        last_type: type | None = None
-        for i, (key, spec, value) in enumerate(snap.entries):
-            if type(key) is not str or not key.isascii() or not 0 < len(key) <= max_key:
-                check_key(key, f"entries[{i}].key", limits)  # the exact check (non-ASCII)
-            if spec is not last_spec:  # entries usually share their type objects
-                if not isinstance(spec, TypeSpec):
-                    raise InvalidOperation(f"entries[{i}].value", "value does not match its type")
-                last_spec, last_type = spec, type(_bottom(spec))
-            if type(value) is not last_type:
-                raise InvalidOperation(f"entries[{i}].value", "value does not match its type")
-            first = incoming.get(key)
-            if first is None:
-                incoming[key] = (spec, value)
-                continue
-            others = more.setdefault(key, [])
-            if first[0] == spec or any(t == spec for t, _ in others):
-                raise InvalidOperation(f"entries[{i}]", f"duplicate entry for {key!r}")
-            others.append((spec, value))
-        # Every (key, type) either side holds is joined, in (key, type) order. The joins are
-        # independent per key and all use the contexts from before this snapshot; the common
-        # case (one dot-store type per key on each side) is done inline, with the same result
-        # as ``_merge_into``.
-        data, shadow = self._data, self._shadow
-        mine_cc, their_cc = self._cc, snap.context
-        keys = data.keys() | incoming.keys()
-        if shadow:
-            keys |= shadow.keys()
-        # Only the key being joined can gain or lose shadow values, so this is fixed up front.
-        simple = not shadow and not more
-        for key in sorted(keys):
-            theirs = incoming.get(key)
-            current = data.get(key)
-            if simple or (key not in shadow and key not in more):
-                merged: DotStore
-                if current is None:
-                    assert theirs is not None
-                    # A key only the sender has: keep what this replica has not removed.
-                    spec, value = theirs
-                    if isinstance(value, DotFun):
-                        merged = _filter_fun(value, mine_cc)
-                    elif isinstance(value, DotMap):
-                        merged = _filter(value, mine_cc)
-                    else:
-                        self._merge_into(key, spec, value, their_cc)
-                        continue
-                    if merged._d:  # non-empty (``len`` without the call)
-                        data[key] = (spec, merged)
-                    continue
-                spec, stored = current
-                if theirs is None:
-                    # A key only this replica has: drop what the sender has removed.
-                    if isinstance(stored, DotFun):
-                        merged = _filter_fun(stored, their_cc)
-                    elif isinstance(stored, DotMap):
-                        merged = _filter(stored, their_cc)
-                    else:
-                        continue  # a counter joined with its bottom is itself
-                elif theirs[0] is spec or theirs[0] == spec:
-                    value = theirs[1]
-                    if isinstance(stored, DotFun) and isinstance(value, DotFun):
-                        merged = join_fun(stored, mine_cc, value, their_cc)
-                    elif isinstance(stored, DotMap) and isinstance(value, DotMap):
-                        merged = join_map(stored, mine_cc, value, their_cc)
-                    else:
-                        self._merge_into(key, spec, value, their_cc)
-                        continue
-                else:
-                    self._merge_two(key, current, theirs, their_cc)
-                    continue
-                if merged._d:  # non-empty (``len`` without the call)
-                    if merged is not stored:
-                        data[key] = (spec, merged)
-                else:
-                    del data[key]
-                continue
-            # General case (concurrently created types): type by type.
-            specs: dict[TypeSpec, StoredValue | None] = {}
-            if current is not None:
-                specs[current[0]] = None
-            for t in shadow.get(key, {}):
-                specs[t] = None
-            for t, v in ([theirs] if theirs is not None else []) + more.get(key, []):
-                specs[t] = v
-            for spec in sorted(specs, key=TypeSpec.sort_key):
-                got = specs[spec]
-                self._merge_into(key, spec, _bottom(spec) if got is None else got, their_cc)
+        incoming, more = self._check_entries(snap.entries)
+        # Every (key, type) either side holds is joined. The joins are independent per key
+        # and all use the contexts from before this snapshot.
+        if not self._shadow and not more:
+            self._join_entries(incoming, snap.context)
+        else:
+            self._join_entries_by_type(incoming, more, snap.context)
         self._cc = self._cc.union(snap.context)
         self._events = self._events.union(snap.applied)
         self._bootstrapped = True
@@ -637,6 +578,169 @@ class Replica:
         p.reported = p.reported.union(snap.applied)
         p.last_heard_ms = now_ms
         return Ack(self.id, 0, self._events)
+
+    def _check_entries(self, entries: Entries) -> _Incoming:
+        """Validate a snapshot's entries: whole-column checks first; an entry-by-entry pass
+        finds what they rejected (and sorts out keys holding several types)."""
+        keys = list(map(itemgetter(0), entries))
+        specs = list(map(itemgetter(1), entries))
+        max_key = self.config.limits.max_key_bytes
+        by_id = dict(zip(map(id, specs), specs, strict=True))
+        kinds = set(zip(map(id, specs), map(type, map(itemgetter(2), entries)), strict=True))
+        if (
+            not keys
+            or set(map(type, keys)) != {str}
+            or not "".join(keys).isascii()
+            or not 0 < min(map(len, keys)) <= max(map(len, keys)) <= max_key
+            or not all(
+                isinstance(by_id[sid], TypeSpec) and vtype is type(_bottom(by_id[sid]))
+                for sid, vtype in kinds
+            )
+        ):
+            return self._check_each_entry(entries)
+        incoming = dict(zip(keys, entries, strict=True))
+        if len(incoming) != len(entries):  # a key with several types (or a duplicate)
+            return self._check_each_entry(entries)
+        return incoming, {}
+
+    def _check_each_entry(self, entries: Entries) -> _Incoming:
+        limits = self.config.limits
+        incoming: dict[str, Entry] = {}
+        more: dict[str, list[tuple[TypeSpec, StoredValue]]] = {}
+        for i, entry in enumerate(entries):
+            key, spec, value = entry
+            check_key(key, f"entries[{i}].key", limits)
+            if not isinstance(spec, TypeSpec) or type(value) is not type(_bottom(spec)):
+                raise InvalidOperation(f"entries[{i}].value", "value does not match its type")
+            first = incoming.get(key)
+            if first is None:
+                incoming[key] = entry
+                continue
+            others = more.setdefault(key, [])
+            if first[1] == spec or any(t == spec for t, _ in others):
+                raise InvalidOperation(f"entries[{i}]", f"duplicate entry for {key!r}")
+            others.append((spec, value))
+        return incoming, more
+
+    def _join_entries(self, incoming: dict[str, Entry], their_cc: CausalContext) -> None:
+        """The snapshot join when each key holds one type on each side (the usual case).
+
+        Keys one side lacks are settled a whole side at a time when the other side's context
+        has seen none of their dots (they are then kept as they are), else key by key."""
+        data, mine_cc = self._data, self._cc
+        both = incoming.keys() & data.keys()
+        new = list(map(incoming.__getitem__, incoming.keys() - data.keys()))
+        if unseen(list(map(itemgetter(2), new)), mine_cc):  # all kept as they are
+            data.update(zip(map(itemgetter(0), new), new, strict=True))
+        else:
+            for theirs in new:  # keys only the sender has: keep what this replica has not seen
+                self._join_key(theirs[0], None, theirs, their_cc)
+        old = list(map(data.__getitem__, data.keys() - incoming.keys()))
+        if not unseen(list(map(itemgetter(2), old)), their_cc):
+            for current in old:  # keys only this replica has: drop what the sender removed
+                self._join_key(current[0], current, None, their_cc)
+        mine = list(map(data.__getitem__, both))
+        self._join_shared(mine, list(map(incoming.__getitem__, both)), their_cc)
+
+    def _join_shared(self, mine: list[Entry], theirs: list[Entry], their_cc: CausalContext) -> None:
+        """Join the keys both sides hold (``mine[i]`` and ``theirs[i]`` are one key's), all at
+        once when they allow it, else key by key."""
+        data, mine_cc = self._data, self._cc
+        pairs: Iterable[tuple[Entry, Entry]] = zip(mine, theirs, strict=True)
+        if set(map(type, map(itemgetter(2), mine))) | set(
+            map(type, map(itemgetter(2), theirs))
+        ) <= {DotFun} and all(map(is_, map(itemgetter(1), mine), map(itemgetter(1), theirs))):
+            # Dot functions of one type on both sides: equal stores are their own join, and
+            # when no entry either side lacks was seen by the other, each join is the union.
+            mine_d = list(map(attrgetter("_d"), map(itemgetter(2), mine)))
+            theirs_d = list(map(attrgetter("_d"), map(itemgetter(2), theirs)))
+            differ = list(map(ne, mine_d, theirs_d))
+            mine_d, theirs_d = list(compress(mine_d, differ)), list(compress(theirs_d, differ))
+            unions = list(map(or_, mine_d, theirs_d))
+            held = set(chain.from_iterable(unions))
+            mine_dots = set(chain.from_iterable(mine_d))
+            theirs_dots = set(chain.from_iterable(theirs_d))
+            if (
+                len(held) == sum(map(len, unions))  # no dot under two keys: so the differences
+                and unseen_dots(theirs_dots - mine_dots, mine_cc)  # taken over all keys are
+                and unseen_dots(mine_dots - theirs_dots, their_cc)  # those of each key
+            ):
+                keys = list(compress(map(itemgetter(0), mine), differ))
+                specs = map(itemgetter(1), compress(mine, differ))
+                stores = map(DotFun._wrap, unions)
+                data.update(zip(keys, zip(keys, specs, stores, strict=True), strict=True))
+                return
+            pairs = compress(pairs, differ)
+        for current, other in pairs:
+            self._join_key(current[0], current, other, their_cc)
+
+    def _join_key(
+        self, key: str, current: Entry | None, theirs: Entry | None, their_cc: CausalContext
+    ) -> None:
+        """Join one key of a snapshot that holds one type on each side (or is absent)."""
+        if current is None:
+            assert theirs is not None
+            # A key only the sender has: keep what this replica has not removed.
+            _, spec, value = theirs
+            if isinstance(value, GCounter | PNCounter):
+                self._merge_into(key, spec, value, their_cc)
+                return
+            merged = _filter(value, self._cc)
+            if merged._d:  # non-empty (``len`` without the call)
+                self._data[key] = theirs if merged is value else (key, spec, merged)
+            return
+        _, spec, stored = current
+        if theirs is None:
+            # A key only this replica has: drop what the sender has removed.
+            if isinstance(stored, GCounter | PNCounter):
+                return  # a counter joined with its bottom is itself
+            merged = _filter(stored, their_cc)
+        elif theirs[1] is spec or theirs[1] == spec:
+            value = theirs[2]
+            if isinstance(stored, GCounter | PNCounter) or isinstance(value, GCounter | PNCounter):
+                self._merge_into(key, spec, value, their_cc)
+                return
+            merged = join(stored, self._cc, value, their_cc)
+        else:
+            self._merge_two(key, current, theirs, their_cc)
+            return
+        if not merged._d:
+            del self._data[key]
+        elif merged is not stored:
+            self._data[key] = (
+                theirs if theirs is not None and merged is theirs[2] else (key, spec, merged)
+            )
+
+    def _join_entries_by_type(
+        self,
+        incoming: dict[str, Entry],
+        more: dict[str, list[tuple[TypeSpec, StoredValue]]],
+        their_cc: CausalContext,
+    ) -> None:
+        """The general snapshot join: keys concurrently created with several types are joined
+        type by type, in (key, type) order; the others as in :meth:`_join_entries`."""
+        data, shadow = self._data, self._shadow
+        keys = data.keys() | incoming.keys() | shadow.keys()
+        # Only the key being joined can gain or lose shadow values, so this is fixed up front.
+        plain = {k for k in keys if k not in shadow and k not in more}
+        for key in sorted(keys):
+            theirs = incoming.get(key)
+            current = data.get(key)
+            if key in plain:
+                self._join_key(key, current, theirs, their_cc)
+                continue
+            specs: dict[TypeSpec, StoredValue | None] = {}
+            if current is not None:
+                specs[current[1]] = None
+            for t in shadow.get(key, {}):
+                specs[t] = None
+            if theirs is not None:
+                specs[theirs[1]] = theirs[2]
+            for t, v in more.get(key, []):
+                specs[t] = v
+            for spec in sorted(specs, key=TypeSpec.sort_key):
+                got = specs[spec]
+                self._merge_into(key, spec, _bottom(spec) if got is None else got, their_cc)
 
     def receive(self, msg: Message, now_ms: int) -> list[Message]:
         """Dispatch one message; return the replies to send back to its sender."""
@@ -696,7 +800,7 @@ class Replica:
     def _collect(self, strongly_stable: VersionVector, now_ms: int) -> int:
         collected = 0
         alive = {self.id, *self._peers}
-        for key, (spec, stored) in list(self._data.items()):
+        for key, spec, stored in list(self._data.values()):
             if isinstance(stored, GCounter | PNCounter):
                 continue
             view = spec.view(stored, self._cc)

@@ -216,3 +216,11 @@ def spec_of(crdt: CRDT) -> TypeSpec:
     if spec is None:
         spec = _SIMPLE[tag] = TypeSpec(tag)
     return spec
+
+
+def canonical(spec: TypeSpec) -> TypeSpec:
+    """One shared instance per type without a value type (what :func:`spec_of` returns), so
+    that the values of a replica compare their types by identity on hot paths."""
+    if spec.value is not None:
+        return spec
+    return _SIMPLE.setdefault(spec.tag, spec)

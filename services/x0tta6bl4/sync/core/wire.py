@@ -5,34 +5,61 @@ The gRPC adapter carries events and snapshots as opaque bytes made here (and con
 encodings. CRDT values and deltas inside are :func:`~.codec.encode` blobs. Layout (integers are
 unsigned LEB128 varints; ``str`` and ``blob`` are length-prefixed)::
 
-    event      := WIRE_VERSION:u8 0x45 dot key:str hlc path delta:blob
+    event      := 1:u8 0x45 dot key:str hlc path delta:blob
     dot        := replica:str counter
     hlc        := wall_ms logical replica:str
     path       := n  n * str
-    snapshot   := WIRE_VERSION:u8 0x53 sender:str applied:blob context:blob n n*entry
+    snapshot   := WIRE_VERSION:u8 0x53 sender:str applied:blob context:blob entries
+    checkpoint := WIRE_VERSION:u8 0x43 replica:str bootstrapped:u8 applied:blob context:blob
+                  hlc entries n*event:blob n*(peer:str acked:blob reported:blob)
+                  cut:(stable candidate frontier: blob each) members:(n * str)
+    entries    := n [registers]  m m*(position entry)
     entry      := key:str value:blob     # a counter, or a dot store as a CRDT whose context
                                          # is exactly its own dots (so it costs no bytes)
-    checkpoint := WIRE_VERSION:u8 0x43 replica:str bootstrapped:u8 applied:blob context:blob
-                  hlc n*entry n*event:blob n*(peer:str acked:blob reported:blob)
-                  cut:(stable candidate frontier: blob each) members:(n * str)
 
-Anything malformed raises :class:`DecodeError` naming the field.
+The ``n`` entries that are LWW registers (nearly every key of a replicated map) are stored by
+column, so that a large snapshot is written and read in a few C-level passes over lists instead
+of field by field; the ``m`` other entries keep their position in the sequence::
+
+    registers  := replicas:(k k*str)  key_length:col keys:blob  size:col
+                  dot_replica:col counter:col  wall_base wall_offset:col logical:col  kind:col
+                  text_length:col texts:blob  data_length:col datas:blob  integer:col
+    col        := width:u8 (1, 2, 4 or 8)  one little-endian unsigned integer per item
+
+``size`` is each register's number of entries (concurrent siblings), and the columns after it
+hold all the entries, register by register (in store order). Lengths of text (keys, text
+values) count code points of the one UTF-8 blob they slice; a value ``kind`` is 0 integer
+(``integer`` holds it zigzag-encoded), 1 text, 2 bytes. Events are still version 1; snapshots
+and checkpoints are version 2 (version 1, an ``entry`` per key, is still read). Anything
+malformed raises :class:`DecodeError` naming the field.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable, Sequence
+from itertools import accumulate, chain, compress, repeat
+from operator import attrgetter, itemgetter
+from typing import Any
+
 from .causal import MAX_COUNTER, CausalContext, Dot, VersionVector, check_replica
 from .codec import decode, decode_context, encode, encode_context
 from .counters import GCounter, PNCounter
-from .dotstore import DotStore, dots
+from .dotstore import DotFun, DotStore, dots
 from .errors import DecodeError, InvalidOperation
 from .gc import StabilityCut
 from .hlc import HLC, MAX_LOGICAL
-from .replica import Checkpoint, Event, Snapshot, StoredValue
-from .spec import TypeSpec, spec_of
+from .registers import LWWRegister
+from .replica import Checkpoint, Entries, Entry, Event, Snapshot, StoredValue
+from .spec import TypeSpec, TypeTag, spec_of
 from .values import DEFAULT_LIMITS, Limits
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
+_EVENT_VERSION = 1  # events have not changed since version 1
+_COLUMN_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_LWW = spec_of(LWWRegister())
+_INT, _TEXT, _DATA = 0, 1, 2
+_KINDS: dict[type, int] = {int: _INT, str: _TEXT, bytes: _DATA}
 _EVENT, _SNAPSHOT, _CHECKPOINT = 0x45, 0x53, 0x43
 _MAX_TEXT = 64 * 1024
 
@@ -40,8 +67,8 @@ _MAX_TEXT = 64 * 1024
 class _W:
     __slots__ = ("buf",)
 
-    def __init__(self, kind: int) -> None:
-        self.buf = bytearray((WIRE_VERSION, kind))
+    def __init__(self, kind: int, version: int = WIRE_VERSION) -> None:
+        self.buf = bytearray((version, kind))
 
     def varint(self, n: int) -> None:
         while n >= 0x80:
@@ -56,16 +83,31 @@ class _W:
     def text(self, s: str) -> None:
         self.blob(s.encode("utf-8"))
 
+    def column(self, values: list[int]) -> None:
+        """Unsigned integers (< 2^64) at the narrowest width that holds them all."""
+        top = max(values, default=0)
+        width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+        self.buf.append(width)
+        self.buf += struct.pack(f"<{len(values)}{_COLUMN_CODES[width]}", *values)
+
+    def texts(self, texts: list[str]) -> None:
+        """Strings as a column of code-point lengths and one UTF-8 blob."""
+        self.column(list(map(len, texts)))
+        self.blob("".join(texts).encode("utf-8"))
+
 
 class _R:
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "pos", "version")
 
-    def __init__(self, data: bytes, kind: int, what: str) -> None:
+    def __init__(
+        self, data: bytes, kind: int, what: str, versions: tuple[int, ...] = (WIRE_VERSION,)
+    ) -> None:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise DecodeError(what, "expected bytes")
         self.data = bytes(data)
         self.pos = 0
-        if self.u8(f"{what}.version") != WIRE_VERSION:
+        self.version = self.u8(f"{what}.version")
+        if self.version not in versions:
             raise DecodeError(f"{what}.version", "unsupported wire version")
         if self.u8(f"{what}.kind") != kind:
             raise DecodeError(f"{what}.kind", f"not an encoded {what}")
@@ -107,6 +149,37 @@ class _R:
         except UnicodeDecodeError:
             raise DecodeError(field, "invalid utf-8") from None
 
+    def column(self, n: int, field: str, minimum: int = 0, maximum: int = (1 << 64) - 1) -> Any:
+        """``n`` unsigned integers written by :meth:`_W.column`, all in [minimum, maximum]."""
+        width = self.u8(f"{field}.width")
+        code = _COLUMN_CODES.get(width)
+        if code is None:
+            raise DecodeError(f"{field}.width", f"column width {width} is not 1, 2, 4 or 8")
+        if n * width > len(self.data) - self.pos:
+            raise DecodeError(field, f"truncated input (at byte {self.pos})")
+        values = struct.unpack_from(f"<{n}{code}", self.data, self.pos)
+        self.pos += n * width
+        if values and (min(values) < minimum or max(values) > maximum):
+            raise DecodeError(field, f"values must be in [{minimum}, {maximum}]")
+        return values
+
+    def texts(self, n: int, field: str, minimum: int, max_bytes: int) -> list[str]:
+        """``n`` strings written by :meth:`_W.texts`, each of ``minimum`` code points to
+        ``max_bytes`` UTF-8 bytes."""
+        lengths = self.column(n, f"{field}.length", minimum, max_bytes)
+        blob = self.blob(f"{field}.text")
+        try:
+            text = blob.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError(f"{field}.text", "invalid utf-8") from None
+        ends = list(accumulate(lengths))
+        if (ends[-1] if ends else 0) != len(text):
+            raise DecodeError(f"{field}.length", "lengths do not add up to the text")
+        out = list(map(text.__getitem__, map(slice, [0, *ends], ends)))
+        if not text.isascii() and any(len(t.encode("utf-8")) > max_bytes for t in out):
+            raise DecodeError(field, f"a string exceeds {max_bytes} bytes")
+        return out
+
     def end(self, what: str) -> None:
         if self.pos != len(self.data):
             raise DecodeError(what, f"{len(self.data) - self.pos} trailing bytes")
@@ -128,7 +201,7 @@ def _read_hlc(r: _R, field: str) -> HLC:
 
 
 def encode_event(ev: Event) -> bytes:
-    w = _W(_EVENT)
+    w = _W(_EVENT, _EVENT_VERSION)
     w.text(ev.dot.replica)
     w.varint(ev.dot.counter)
     w.text(ev.key)
@@ -141,7 +214,7 @@ def encode_event(ev: Event) -> bytes:
 
 
 def decode_event(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Event:
-    r = _R(data, _EVENT, "event")
+    r = _R(data, _EVENT, "event", (_EVENT_VERSION,))
     try:
         replica = check_replica(r.text("event.dot.replica"), "event.dot.replica")
         counter = r.varint("event.dot.counter", MAX_COUNTER)
@@ -180,16 +253,155 @@ def _decode_entry(data: bytes, field: str, limits: Limits) -> tuple[TypeSpec, St
     return spec, store
 
 
-def _write_entries(w: _W, entries: tuple[tuple[str, TypeSpec, StoredValue], ...]) -> None:
-    w.varint(len(entries))
-    for key, spec, stored in entries:
+def _write_entries(w: _W, entries: Entries) -> None:
+    registers, stores, others = _split_registers(entries)
+    w.varint(len(registers))
+    if registers:
+        _write_registers(w, list(map(itemgetter(0), registers)), stores)
+    w.varint(len(others))
+    for i, (key, spec, stored) in others:
+        w.varint(i)
         w.text(key)
         w.blob(_encode_entry(spec, stored))
 
 
-def _read_entries(
-    r: _R, field: str, limits: Limits
-) -> tuple[tuple[str, TypeSpec, StoredValue], ...]:
+def _split_registers(
+    entries: Entries,
+) -> tuple[Sequence[Entry], list[dict[Dot, Any]], list[tuple[int, Entry]]]:
+    """The entries that are non-empty LWW registers with their stores' dicts, and the other
+    entries with their positions; checked column by column first, as a state is usually
+    all registers."""
+    specs = list(map(itemgetter(1), entries))
+    stored = list(map(itemgetter(2), entries))
+    if all(spec.tag is TypeTag.LWW_REGISTER for spec in _distinct(specs)) and set(
+        map(type, stored)
+    ) <= {DotFun}:
+        stores: list[dict[Dot, Any]] = list(map(attrgetter("_d"), stored))
+        if all(stores):
+            return entries, stores, []
+    registers: list[Entry] = []
+    others: list[tuple[int, Entry]] = []
+    for i, entry in enumerate(entries):
+        spec, value = entry[1], entry[2]
+        if spec.tag is TypeTag.LWW_REGISTER and type(value) is DotFun and value._d:
+            registers.append(entry)
+        else:
+            others.append((i, entry))
+    return registers, list(map(attrgetter("_d"), map(itemgetter(2), registers))), others
+
+
+def _distinct(objects: list[Any]) -> Iterable[Any]:
+    """The distinct objects of a list (by identity), found at C speed."""
+    return dict(zip(map(id, objects), objects, strict=True)).values()
+
+
+def _write_registers(w: _W, keys: list[str], stores: list[dict[Dot, Any]]) -> None:
+    sizes = list(map(len, stores))
+    dots: list[Dot] = list(chain.from_iterable(map(dict.keys, stores)))
+    payloads: list[Any] = list(chain.from_iterable(map(dict.values, stores)))
+    replicas = sorted(set(map(itemgetter(0), dots)))
+    w.varint(len(replicas))
+    for rid in replicas:
+        w.text(rid)
+    w.texts(keys)
+    w.column(sizes)
+    index = {rid: i for i, rid in enumerate(replicas)}
+    w.column(list(map(index.__getitem__, map(itemgetter(0), dots))))
+    w.column(list(map(itemgetter(1), dots)))
+    walls = list(map(itemgetter(0), payloads))
+    base = min(walls)
+    w.varint(base)
+    w.column(list(map(base.__rsub__, walls)))
+    w.column(list(map(itemgetter(1), payloads)))
+    values = list(map(itemgetter(2), payloads))
+    kinds: list[int] = list(map(_KINDS.get, map(type, values), repeat(-1)))
+    if -1 in kinds:  # subclasses of str, bytes or int
+        kinds = [
+            _TEXT if isinstance(v, str) else _DATA if isinstance(v, bytes) else _INT for v in values
+        ]
+    w.column(kinds)
+    w.texts(list(compress(values, map(_TEXT.__eq__, kinds))))
+    datas: list[bytes] = list(compress(values, map(_DATA.__eq__, kinds)))
+    w.column(list(map(len, datas)))
+    w.blob(b"".join(datas))
+    ints: list[int] = list(compress(values, map(_INT.__eq__, kinds)))
+    w.column([(v << 1) ^ (v >> 63) for v in ints])
+
+
+def _read_entries(r: _R, field: str, limits: Limits) -> Entries:
+    if r.version == 1:
+        return _read_entries_v1(r, field, limits)
+    out = _read_registers(r, f"{field}.registers", limits, r.count(field))
+    more = r.count(f"{field}.others")
+    if not more:
+        return tuple(out)
+    merged: list[Entry] = []
+    taken = 0  # registers placed so far
+    for i in range(more):
+        f = f"{field}.others[{i}]"
+        take = r.varint(f"{f}.position", len(out) + more - 1) - len(merged)
+        if not 0 <= take <= len(out) - taken:
+            raise DecodeError(f"{f}.position", "positions must increase within the entries")
+        merged += out[taken : taken + take]
+        taken += take
+        key = r.text(f"{f}.key")
+        spec, stored = _decode_entry(r.blob(f"{f}.value"), f, limits)
+        merged.append((key, spec, stored))
+    merged += out[taken:]
+    return tuple(merged)
+
+
+def _read_registers(
+    r: _R, field: str, limits: Limits, n: int
+) -> list[tuple[str, TypeSpec, StoredValue]]:
+    """The columns :func:`_write_registers` wrote, as ``n`` (key, LWW spec, store) entries."""
+    if not n:
+        return []
+    replicas = [r.text(f"{field}.replicas[{i}]") for i in range(r.count(f"{field}.replicas"))]
+    if not replicas or len(set(replicas)) != len(replicas):
+        raise DecodeError(f"{field}.replicas", "no or duplicate replica ids")
+    if not all(0 < len(rid.encode("utf-8")) <= limits.max_key_bytes for rid in replicas):
+        raise DecodeError(f"{field}.replicas", "empty or oversized replica id")
+    keys = r.texts(n, f"{field}.key", 1, limits.max_key_bytes)
+    if len(set(keys)) != n:
+        raise DecodeError(f"{field}.key", "duplicate key")
+    sizes = r.column(n, f"{field}.size", 1, len(r.data) - r.pos)
+    total = sum(sizes)
+    owners = map(replicas.__getitem__, r.column(total, f"{field}.dot", 0, len(replicas) - 1))
+    counters = r.column(total, f"{field}.counter", 1, MAX_COUNTER)
+    base = r.varint(f"{field}.wall_base", MAX_COUNTER)
+    walls = map(base.__add__, r.column(total, f"{field}.wall", 0, MAX_COUNTER - base))
+    logicals = r.column(total, f"{field}.logical", 0, MAX_LOGICAL)
+    values = _read_values(r, f"{field}.value", limits, r.column(total, f"{field}.kind", 0, 2))
+    dots = map(tuple.__new__, repeat(Dot), zip(owners, counters, strict=True))
+    items = zip(dots, zip(walls, logicals, values, strict=True), strict=True)
+    if total == n:  # one entry per register: the usual case
+        stores = list(map(dict, zip(items, strict=True)))
+    else:
+        flat = list(items)
+        ends = list(accumulate(sizes))
+        stores = list(map(dict, map(flat.__getitem__, map(slice, [0, *ends], ends))))
+        if sum(map(len, stores)) != total:
+            raise DecodeError(f"{field}.dot", "a dot appears twice in one register")
+    return list(zip(keys, repeat(_LWW), map(DotFun._wrap, stores)))
+
+
+def _read_values(r: _R, field: str, limits: Limits, kinds: tuple[int, ...]) -> list[Any]:
+    texts = r.texts(kinds.count(_TEXT), f"{field}.text", 0, limits.max_value_bytes)
+    lengths = r.column(kinds.count(_DATA), f"{field}.data_length", 0, limits.max_value_bytes)
+    blob = r.blob(f"{field}.data")
+    ends = list(accumulate(lengths))
+    if (ends[-1] if ends else 0) != len(blob):
+        raise DecodeError(f"{field}.data_length", "lengths do not add up to the data")
+    datas = list(map(blob.__getitem__, map(slice, [0, *ends], ends)))
+    ints = [(z >> 1) ^ -(z & 1) for z in r.column(kinds.count(_INT), f"{field}.integer")]
+    if len(texts) == len(kinds):
+        return texts
+    by_kind = (iter(ints).__next__, iter(texts).__next__, iter(datas).__next__)
+    return [by_kind[k]() for k in kinds]
+
+
+def _read_entries_v1(r: _R, field: str, limits: Limits) -> Entries:
     out: list[tuple[str, TypeSpec, StoredValue]] = []
     for i in range(r.count(field)):
         key = r.text(f"{field}[{i}].key")
@@ -215,7 +427,7 @@ def encode_snapshot(snap: Snapshot) -> bytes:
 
 
 def decode_snapshot(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
-    r = _R(data, _SNAPSHOT, "snapshot")
+    r = _R(data, _SNAPSHOT, "snapshot", (1, WIRE_VERSION))
     sender = r.text("snapshot.sender")
     applied = _ctx(r, "snapshot.applied")
     context = _ctx(r, "snapshot.context")
@@ -265,7 +477,7 @@ def encode_checkpoint(cp: Checkpoint) -> bytes:
 
 
 def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
-    r = _R(data, _CHECKPOINT, "checkpoint")
+    r = _R(data, _CHECKPOINT, "checkpoint", (1, WIRE_VERSION))
     replica = r.text("checkpoint.replica")
     flag = r.u8("checkpoint.bootstrapped")
     if flag > 1:
