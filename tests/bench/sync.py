@@ -17,9 +17,12 @@ is a root ``Map`` of a ``Doc``; a delete is ``del``. Workloads:
   Map (``m[id] = m[id] + 1``) -> ops/s.
 * ``merge_diverged`` - two replicas make 10,000 changes each on a shared key space while apart,
   then merge both ways -> seconds and merged changes/s. x0tta6bl4 merges through its own
-  anti-entropy messages (digest -> delta batch or snapshot -> ack) in memory (the core has no
-  wire codec for messages yet); pycrdt through state-vector diffs (its API is bytes:
-  ``get_update(state)`` + ``apply_update``), which includes its encoding and decoding.
+  anti-entropy messages (digest -> delta batch or snapshot -> ack), each one encoded and decoded
+  on the way with the wire codec the sync service puts in its gRPC messages (contexts:
+  ``encode_context``; events: ``wire.encode_event``; snapshots: ``wire.encode_snapshot``; the
+  protobuf envelope and transport are left out, as pycrdt has none); pycrdt through
+  state-vector diffs (its API is bytes: ``get_update(state)`` + ``apply_update``). Both times
+  include encoding and decoding; ``update_bytes`` is what crossed the "wire".
 * ``memory_after_gc`` - N distinct keys of 32-byte values inserted, 90 % deleted, then GC
   (x0tta6bl4: ``Replica.gc``; pycrdt: Yrs collects deleted content on commit), in a fresh
   subprocess per system -> ``rss_bytes`` (RSS growth over the empty structure),
@@ -111,8 +114,10 @@ class X0:
 
     def __init__(self) -> None:
         from x0tta6bl4.sync import core
+        from x0tta6bl4.sync.core import wire
 
         self.core = core
+        self.wire = wire
         self.lww = core.TypeSpec(core.TypeTag.LWW_REGISTER)
         self.pn = core.TypeSpec(core.TypeTag.PNCOUNTER)
 
@@ -178,27 +183,57 @@ class X0:
         assert core.value_of(r.get("c")) == n
         return {"ops_per_s": round(n / dt, 1), "bytes_per_op": round(total / n, 2)}
 
+    def over_wire(self, msg: Any) -> tuple[Any, int]:
+        """``msg`` sent and received as the sync service does: its parts encoded and decoded
+        with the core wire codec the gRPC adapter uses (contexts: ``encode_context``; events:
+        ``encode_event``; snapshots: ``encode_snapshot``) -> (decoded message, bytes)."""
+        core, wire = self.core, self.wire
+        if isinstance(msg, core.Digest | core.Ack):
+            raw = core.encode_context(msg.applied)
+            applied = core.decode_context(raw)
+            if isinstance(msg, core.Digest):
+                return core.Digest(msg.sender, applied, msg.want_snapshot), len(raw)
+            return core.Ack(msg.sender, msg.seq, applied), len(raw)
+        if isinstance(msg, core.DeltaBatch):
+            events = [wire.encode_event(ev) for ev in msg.events]
+            decoded = tuple(wire.decode_event(raw) for raw in events)
+            return core.DeltaBatch(msg.sender, msg.seq, decoded), sum(map(len, events))
+        raw = wire.encode_snapshot(msg)
+        return wire.decode_snapshot(raw), len(raw)
+
     def merge_diverged(self, a_ops: list[Any], b_ops: list[Any]) -> dict[str, Any]:
         a, b = self.replica("a", ("b",)), self.replica("b", ("a",))
         self.apply(a, a_ops, encode=False)
         self.apply(b, b_ops, encode=False)
         now = len(a_ops) + len(b_ops) + 1
-        messages = 0
+        messages = sent = 0
+
+        def send(msg: Any) -> Any:
+            nonlocal sent
+            received, size = self.over_wire(msg)
+            sent += size
+            return received
+
         t0 = time.perf_counter()
         for dst, src in ((a, b), (b, a)):
-            reply = src.on_digest(dst.digest(), now)
+            reply = src.on_digest(send(dst.digest()), now)
             while reply is not None:
                 messages += 1
-                for back in dst.receive(reply, now):
-                    src.receive(back, now)
-                reply = src.on_digest(dst.digest(), now)
+                for back in dst.receive(send(reply), now):
+                    src.receive(send(back), now)
+                reply = src.on_digest(send(dst.digest()), now)
         dt = time.perf_counter() - t0
         merged_keys: list[str] = a.keys()  # Replica.keys(), not a dict
         assert merged_keys == b.keys(), "x0tta6bl4 replicas did not converge (keys)"
         for key in merged_keys:
             assert self.core.value_of(a.get(key)) == self.core.value_of(b.get(key)), key
         changes = len(a_ops) + len(b_ops)
-        return {"ops_per_s": round(changes / dt, 1), "seconds": round(dt, 4), "messages": messages}
+        return {
+            "ops_per_s": round(changes / dt, 1),
+            "seconds": round(dt, 4),
+            "messages": messages,
+            "update_bytes": sent,
+        }
 
 
 # -- pycrdt -------------------------------------------------------------------------------------
