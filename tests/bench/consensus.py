@@ -825,7 +825,7 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     if args.quick:
-        plan = Plan(clients=(1, 64, 256), warmup_s=0.25, duration_s=1.0)
+        plan = Plan(clients=(1, 64, 256), warmup_s=0.2, duration_s=0.8)
     else:
         plan = Plan(clients=(1, 16, 64, 256), warmup_s=1.0, duration_s=6.0)
     if args.duration:
