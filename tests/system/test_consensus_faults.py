@@ -132,7 +132,11 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
         cluster.kill(old_leader)  # returns once the process is gone
         killed_at = time.monotonic()
         clients.down.add(old_leader)
-        await asyncio.sleep(4)
+        deadline = killed_at + 30
+        while not any(issued > killed_at for issued, _ in history.ack_times):
+            assert time.monotonic() < deadline, "no write acknowledged within 30 s of the kill"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1)  # and writes keep flowing on the new leader
     finally:
         stop.set()
         await asyncio.gather(*writers)
