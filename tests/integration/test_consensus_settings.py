@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
         ("X0_RAFT_SNAPSHOT_ENTRIES", "-5"),
         ("X0_RAFT_PREFERRED_LEADER", "9"),
         ("X0_RAFT_JOIN", "maybe"),
+        ("X0_RAFT_READ_BATCH_MS", "-1"),
     ],
 )
 def test_invalid_raft_setting_exits_2_naming_it(variable: str, value: str) -> None:

@@ -207,6 +207,9 @@ class RaftRuntime:
         self._reads: dict[bytes, list[asyncio.Future[int]]] = {}
         self._read_queue: list[asyncio.Future[int]] = []
         self._read_round: tuple[bytes, float] | None = None
+        self._read_round_started = 0.0
+        self._read_round_size = 0
+        self._read_timer: asyncio.TimerHandle | None = None
         self._read_seq = itertools.count(1)
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_seq = itertools.count()
@@ -448,9 +451,19 @@ class RaftRuntime:
     def _maybe_start_read_round(self) -> None:
         """Batch linearizable reads: while one ReadIndex round (a heartbeat to a quorum) is in
         flight, reads queue up and all go into the next round, so one round confirms many
-        reads. A round not answered within READ_ROUND_S no longer holds the queue back."""
+        reads. A round not answered within READ_ROUND_S no longer holds the queue back.
+
+        Under concurrent reads (the last round carried more than one), rounds are also at least
+        ``read_batch_ms`` apart: a round would otherwise carry a read or two and cost as much
+        as the reads themselves; the reads arriving in that window share the next round (a
+        timer starts it). A lone client's read never waits for the window."""
         now = time.monotonic()
         if self._read_round is not None and now - self._read_round[1] < READ_ROUND_S:
+            return
+        wait = self._read_round_started + self.raft.read_batch_ms / 1000 - now
+        if wait > 0 and self._read_round_size > 1:
+            if self._read_timer is None:
+                self._read_timer = asyncio.get_running_loop().call_later(wait, self._read_due)
             return
         reads = [fut for fut in self._read_queue if not fut.done()]
         self._read_queue = []
@@ -468,6 +481,12 @@ class RaftRuntime:
             return
         self._reads[context] = reads
         self._read_round = (context, now)
+        self._read_round_started = now
+        self._read_round_size = len(reads)
+
+    def _read_due(self) -> None:
+        self._read_timer = None
+        self._wakeup.set()  # the loop starts the round if reads are still queued
 
     def _not_leader(self, leader: int) -> NotLeader:
         return NotLeader(leader, (self.address_of(leader) or "") if leader else "")

@@ -31,6 +31,9 @@ is validated at start-up and all problems are reported at once, each naming its 
                                 empty and waits for the leader's snapshot (default false)
 ``X0_RAFT_MAX_INFLIGHT``        pipelined append messages per follower (default 256)
 ``X0_RAFT_SNAPSHOT_CHUNK_BYTES``  InstallSnapshot chunk size (default 262144)
+``X0_RAFT_READ_BATCH_MS``       least time between two ReadIndex rounds: linearizable reads
+                                that arrive meanwhile share the next round (default 2; 0 =
+                                a new round as soon as the last one is answered)
 ==============================  ==========================================================
 """
 
@@ -82,6 +85,7 @@ class RaftSettings:
     join: bool = False
     max_inflight: int = 256
     snapshot_chunk_bytes: int = 256 * 1024
+    read_batch_ms: int = 2
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -157,6 +161,7 @@ def load_raft_settings(
     join = get("X0_RAFT_JOIN", parse_bool, False)
     max_inflight = get("X0_RAFT_MAX_INFLIGHT", int_between(1, 1_000_000), 256)
     chunk = get("X0_RAFT_SNAPSHOT_CHUNK_BYTES", int_between(1024, 64 << 20), 256 * 1024)
+    read_batch = get("X0_RAFT_READ_BATCH_MS", int_between(0, 1000), 2)
     if election <= heartbeat and not any(p.startswith("X0_RAFT_") for p in problems):
         problems.append(
             f"X0_RAFT_ELECTION_TICKS: must exceed X0_RAFT_HEARTBEAT_TICKS ({heartbeat}), "
@@ -243,5 +248,6 @@ def load_raft_settings(
         join=join,
         max_inflight=max_inflight,
         snapshot_chunk_bytes=chunk,
+        read_batch_ms=read_batch,
         notes=notes,
     )
