@@ -21,6 +21,7 @@ Typical use by the apply loop::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .kv_codec import Reader, Writer
@@ -188,17 +189,11 @@ class KvStateMachine:
         match cmd:
             case Put():
                 self._check_op(cmd, "put")
-                self._mvcc.begin_write()
-                try:
+                with self._mvcc.write_batch():
                     return self._put(cmd)
-                finally:
-                    self._mvcc.end_write()
             case DeleteRange():
-                self._mvcc.begin_write()
-                try:
+                with self._mvcc.write_batch():
                     return self._delete(cmd)
-                finally:
-                    self._mvcc.end_write()
             case Range():
                 return self._range(cmd, "range")
             case Txn():
@@ -274,7 +269,7 @@ class KvStateMachine:
         return DeleteRangeResult(rev, len(deleted), tuple(deleted) if op.prev_kv else ())
 
     def _emit_delete(self, key: bytes, prev: KeyValue) -> None:
-        tomb = KeyValue(key, b"", 0, self._pending_revision(), 0, 0)
+        tomb = KeyValue.tombstone(key, self._pending_revision())
         self._events.append(Event(EventType.DELETE, tomb, prev))
 
     def _pending_revision(self) -> int:
@@ -288,14 +283,11 @@ class KvStateMachine:
 
     def _drop_lease(self, lease_id: int) -> None:
         keys = self._leases.remove(lease_id)
-        self._mvcc.begin_write()
-        try:
+        with self._mvcc.write_batch():
             for key in keys:
                 prev = self._mvcc.delete(key)
                 if prev is not None:
                     self._emit_delete(key, prev)
-        finally:
-            self._mvcc.end_write()
 
     def _compare(self, c: Compare) -> bool:
         kv = self._mvcc.get(c.key)
@@ -331,8 +323,7 @@ class KvStateMachine:
         for i, op in enumerate(branch):
             self._check_op(op, op_field(op, f"{name}[{i}]."))
         responses: list[PutResult | DeleteRangeResult | RangeResult] = []
-        self._mvcc.begin_write()
-        try:
+        with self._mvcc.write_batch():
             for op in branch:
                 if isinstance(op, Put):
                     responses.append(self._put(op))
@@ -340,11 +331,9 @@ class KvStateMachine:
                     responses.append(self._delete(op))
                 else:
                     responses.append(self._range(op, name))
-        finally:
-            self._mvcc.end_write()
         revision = self.revision
         # Like etcd's response headers: every response carries the revision after the txn.
-        fixed = tuple(_with_revision(r, revision) for r in responses)
+        fixed = tuple(dataclasses.replace(r, revision=revision) for r in responses)
         return TxnResult(revision, succeeded, fixed)
 
     # -- snapshot ---------------------------------------------------------------------------
@@ -385,13 +374,3 @@ class KvStateMachine:
         kv = cls(limits)
         kv.restore(data)
         return kv
-
-
-def _with_revision(
-    result: PutResult | DeleteRangeResult | RangeResult, revision: int
-) -> PutResult | DeleteRangeResult | RangeResult:
-    if isinstance(result, PutResult):
-        return PutResult(revision, result.prev_kv)
-    if isinstance(result, DeleteRangeResult):
-        return DeleteRangeResult(revision, result.deleted, result.prev_kvs)
-    return RangeResult(revision, result.kvs, result.count, result.more)

@@ -61,11 +61,6 @@ class Reader:
         self._data = memoryview(data)
         self._pos = 0
 
-    @property
-    def offset(self) -> int:
-        """The number of bytes consumed."""
-        return self._pos
-
     def _fail(self, field: str, problem: str) -> DecodeError:
         return DecodeError(field, f"{problem} at byte offset {self._pos}")
 

@@ -3,8 +3,7 @@
 Guarantees:
 
 - The store revision increases by one for each write batch that changes at least one key
-  (:meth:`MvccIndex.begin_write` / :meth:`MvccIndex.end_write`); writes inside a batch are
-  ordered by a sub-revision.
+  (:meth:`MvccIndex.write_batch`); writes inside a batch are ordered by a sub-revision.
 - :meth:`MvccIndex.range` at any revision in ``[compact_revision, revision]`` returns exactly
   the keys that were live at that revision, sorted by key.
 - :meth:`MvccIndex.compact` keeps, for each key, the newest version at or below the
@@ -17,7 +16,8 @@ Guarantees:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from .kv_codec import Reader, Writer
@@ -65,27 +65,21 @@ class MvccIndex:
         """The live version of ``key`` including writes of the open batch."""
         return self._live.get(key)
 
-    def live_count(self) -> int:
-        """The number of live keys."""
-        return len(self._live)
-
     # -- writing ----------------------------------------------------------------------------
 
-    def begin_write(self) -> int:
-        """Open a write batch; returns the revision its writes will carry."""
+    @contextlib.contextmanager
+    def write_batch(self) -> Iterator[None]:
+        """A write batch: its writes carry revision + 1, and the revision advances on exit iff
+        the batch wrote something (also when the block raises)."""
         assert self._pending is None, "write batch already open"
         self._pending = self._revision + 1
         self._sub = 0
-        return self._pending
-
-    def end_write(self) -> bool:
-        """Close the batch; the revision advances iff the batch wrote something."""
-        assert self._pending is not None, "no write batch open"
-        wrote = self._sub > 0
-        if wrote:
-            self._revision = self._pending
-        self._pending = None
-        return wrote
+        try:
+            yield
+        finally:
+            if self._sub > 0:
+                self._revision = self._pending
+            self._pending = None
 
     def _append(self, key: bytes, kv: KeyValue | None) -> None:
         assert self._pending is not None, "write outside a batch"
@@ -157,23 +151,23 @@ class MvccIndex:
         self, key: bytes, prefix: bool, revision: int, limit: int, field: str = "range.revision"
     ) -> tuple[tuple[KeyValue, ...], int, bool]:
         """(kvs up to ``limit`` (0 = all), total count, more) at ``revision`` (0 = live view)."""
-        found: list[KeyValue] = []
-        count = 0
+        lookup: Callable[[bytes], KeyValue | None]
         if revision == 0:
-            for k in self._keys_in(key, prefix):
-                kv = self._live.get(k)
-                if kv is not None:
-                    count += 1
-                    if not limit or len(found) < limit:
-                        found.append(kv)
+            lookup = self._live.get
         else:
             rev = self.check_revision(revision, field)
-            for k in self._keys_in(key, prefix):
-                kv = self._at(k, rev)
-                if kv is not None:
-                    count += 1
-                    if not limit or len(found) < limit:
-                        found.append(kv)
+
+            def lookup(k: bytes) -> KeyValue | None:
+                return self._at(k, rev)
+
+        found: list[KeyValue] = []
+        count = 0
+        for k in self._keys_in(key, prefix):
+            kv = lookup(k)
+            if kv is not None:
+                count += 1
+                if not limit or len(found) < limit:
+                    found.append(kv)
         return tuple(found), count, count > len(found)
 
     def events_since(self, start_revision: int, key: bytes, prefix: bool) -> list[Event]:
@@ -198,7 +192,7 @@ class MvccIndex:
             for v in history[i:]:
                 if v.kv is None:
                     assert prev is not None
-                    tomb = KeyValue(k, b"", 0, v.main, 0, 0)
+                    tomb = KeyValue.tombstone(k, v.main)
                     collected.append((v.main, v.sub, Event(EventType.DELETE, tomb, prev)))
                 else:
                     collected.append((v.main, v.sub, Event(EventType.PUT, v.kv, prev)))

@@ -44,6 +44,11 @@ class KeyValue:
     version: int
     lease: int = 0
 
+    @staticmethod
+    def tombstone(key: bytes, revision: int) -> KeyValue:
+        """The ``kv`` of a DELETE event of ``key`` at ``revision`` (see :class:`Event`)."""
+        return KeyValue(key, b"", 0, revision, 0, 0)
+
     def encode_into(self, w: Writer) -> None:
         """Append the deterministic encoding of this key-value."""
         w.blob(self.key).blob(self.value)

@@ -108,9 +108,6 @@ class MemoryLogStore:
     def initial_state(self) -> tuple[HardState, ConfState]:
         return self._hard_state, self._snapshot.metadata.conf_state
 
-    def hard_state(self) -> HardState:
-        return self._hard_state
-
     def first_index(self) -> int:
         return self._entries[0].index + 1
 

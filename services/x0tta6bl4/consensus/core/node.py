@@ -105,9 +105,6 @@ class Ready:
     """Whether the persist must be fsynced before the after-persist messages go out (false
     when only the commit index changed: it can be recovered from the leader)."""
 
-    def all_messages(self) -> tuple[Message, ...]:
-        return self.messages + self.messages_after_persist
-
 
 class RaftNode:
     def __init__(self, config: RaftConfig, storage: LogReader, rng: random.Random) -> None:
@@ -375,9 +372,7 @@ class RaftNode:
         self.lead = NONE
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
-        self._randomized_timeout = self.config.election_ticks + self._rng.randrange(
-            self.config.election_ticks
-        )
+        self._reset_randomized_timeout()
         self._abort_transfer()
         self.trk.reset_votes()
         last = self.log.last_index()
@@ -394,6 +389,12 @@ class RaftNode:
         self._bcast_pending = False
         self._step_down_pending = False
 
+    def _reset_randomized_timeout(self) -> None:
+        """Draw the next election timeout from [election_ticks, 2 * election_ticks)."""
+        self._randomized_timeout = self.config.election_ticks + self._rng.randrange(
+            self.config.election_ticks
+        )
+
     def _become_follower(self, term: int, lead: int) -> None:
         self._reset(term)
         self.lead = lead
@@ -406,9 +407,7 @@ class RaftNode:
         self.trk.reset_votes()
         self.lead = NONE
         self.role = Role.PRE_CANDIDATE
-        self._randomized_timeout = self.config.election_ticks + self._rng.randrange(
-            self.config.election_ticks
-        )
+        self._reset_randomized_timeout()
 
     def _become_candidate(self) -> None:
         if self.role is Role.LEADER:
@@ -438,11 +437,7 @@ class RaftNode:
         self._campaign(kind)
 
     def _has_unapplied_conf_change(self) -> bool:
-        lo = max(self.log.applied + 1, self.log.first_index())
-        if lo > self.log.committed:
-            return False
-        ents = self.log.entries(lo, 2**62, self.log.committed + 1)
-        return any(e.type is EntryType.CONF_CHANGE for e in ents)
+        return any(e.type is EntryType.CONF_CHANGE for e in self.log.next_committed(2**62))
 
     def _campaign(self, kind: _Campaign) -> None:
         if kind is _Campaign.PRE_ELECTION:
@@ -723,13 +718,11 @@ class RaftNode:
             return False
         prev_index = pr.next - 1
         prev_term = self.log.term(prev_index)
-        entries: list[Entry] | None = None
-        if prev_term is not None:
-            try:
-                entries = self.log.entries(pr.next, self.config.max_size_per_msg)
-            except CompactedError:
-                entries = None
-        if entries is None or prev_term is None:
+        if prev_term is None:
+            return self._send_snapshot(to, pr)
+        try:
+            entries = self.log.entries(pr.next, self.config.max_size_per_msg)
+        except CompactedError:
             return self._send_snapshot(to, pr)
         if not entries and not send_if_empty:
             return False

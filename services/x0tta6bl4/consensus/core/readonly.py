@@ -26,9 +26,6 @@ class ReadOnly:
         self._pending: dict[bytes, ReadIndexStatus] = {}
         self._queue: list[bytes] = []
 
-    def __len__(self) -> int:
-        return len(self._queue)
-
     def add_request(self, index: int, context: bytes, requester: int, self_id: int) -> bool:
         """Queue a read; False if a request with the same context is already pending."""
         if context in self._pending:

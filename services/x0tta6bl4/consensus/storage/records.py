@@ -17,11 +17,10 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from x0tta6bl4.platform.durable import HEADER, frame, parse_frame_at
+from x0tta6bl4.platform.durable import frame, parse_frame_at
 
 from ..core.messages import Entry, EntryType, HardState
 
-__all__ = ["HEADER", "Record", "RecordType", "SnapshotMarker", "Truncate", "frame"]
 _ENTRY = struct.Struct("<QQB")
 _HARD_STATE = struct.Struct("<QQQ")
 _SNAPSHOT = struct.Struct("<QQ")

@@ -15,7 +15,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import HEADER, Record, parse_record_at
+from x0tta6bl4.platform.durable import HEADER
+
+from .records import Record, parse_record_at
 
 MAGIC = b"X0WAL\x00v1"
 _SEG_HEADER = struct.Struct("<8sQI")
@@ -63,7 +65,6 @@ def scan_segment(data: bytes, seq: int) -> ScanResult:
     result = ScanResult()
     if len(data) < SEGMENT_HEADER_SIZE:
         result.problem_offset, result.problem = 0, "incomplete segment header"
-        result.followed_by_valid = False
         return result
     magic, header_seq, crc = _SEG_HEADER.unpack_from(data)
     if magic != MAGIC or crc != zlib.crc32(MAGIC + header_seq.to_bytes(8, "little")):

@@ -87,10 +87,6 @@ def _encode_header(
     return fixed + _CRC.pack(zlib.crc32(fixed))
 
 
-def _header_size(meta: bytes) -> int:
-    return _FIXED.size + len(meta) + _CRC.size
-
-
 def _parse_header(path: Path, data: bytes) -> SnapshotMeta:
     if len(data) < _FIXED.size:
         raise SnapshotCorrupt(path, "file too short for a snapshot header")

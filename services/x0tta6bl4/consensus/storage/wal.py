@@ -191,11 +191,6 @@ class Wal:
         return self._last_index
 
     @property
-    def hard_state(self) -> HardState:
-        """The last hard state appended."""
-        return self._hard_state
-
-    @property
     def snapshot(self) -> SnapshotMarker | None:
         """The last snapshot marker saved."""
         return self._snapshot
