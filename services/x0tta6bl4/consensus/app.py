@@ -31,13 +31,13 @@ def make_register(raft: RaftSettings) -> Register:
             return rt.peer_client(address, timeout_s=PEER_TIMEOUT_S, max_attempts=3)
 
         runtime = RaftRuntime(raft, client_factory=client_factory, tracer=rt.telemetry.tracer)
-        runtime.is_draining = lambda: rt.readiness.draining
         # Added before the first await: /readyz may be evaluating concurrently.
         rt.readiness.add("raft", runtime.ready_check)
         await runtime.start()
         kv_pb2_grpc.add_KVServiceServicer_to_server(KvServicer(runtime), server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(runtime), server)
         raft_servicer = RaftServicer(runtime)
+        rt.readiness.on_drain(runtime.hub.drain)
         rt.readiness.on_drain(raft_servicer.end_streams)
         raft_pb2_grpc.add_RaftServiceServicer_to_server(raft_servicer, server)
         return [

@@ -2,12 +2,15 @@
 
 - Raft messages <-> ``RaftMessage`` protobufs (the peer transport).
 - :class:`ConfState` <-> the JSON ``meta`` blob of snapshot files.
+- Write outcomes <-> bytes (``ForwardResponse.outcome``).
 """
 
 from __future__ import annotations
 
 import json
 
+from x0tta6bl4.consensus.core.kv_codec import Reader, Writer
+from x0tta6bl4.consensus.core.kv_results import Outcome, decode_outcome, encode_outcome
 from x0tta6bl4.consensus.core.messages import (
     ConfState,
     Entry,
@@ -141,3 +144,16 @@ def decode_member_record(data: bytes) -> tuple[int, str, str] | None:
         return int(node_id), str(address), str(zone)
     except (ValueError, TypeError):
         return None
+
+
+def encode_outcome_bytes(outcome: Outcome) -> bytes:
+    w = Writer()
+    encode_outcome(w, outcome)
+    return w.getvalue()
+
+
+def decode_outcome_bytes(data: bytes) -> Outcome:
+    r = Reader(data)
+    outcome = decode_outcome(r)
+    r.expect_end()
+    return outcome

@@ -11,6 +11,13 @@ IS_LEADER = Gauge("x0tta6bl4_raft_is_leader", "1 when this member is the leader.
 HAS_LEADER = Gauge("x0tta6bl4_raft_has_leader", "1 when this member knows a leader.")
 COMMIT_INDEX = Gauge("x0tta6bl4_raft_commit_index", "Highest log index known to be committed.")
 APPLIED_INDEX = Gauge("x0tta6bl4_raft_applied_index", "Highest log index applied to the store.")
+ELECTION_TIMEOUT_MS = Gauge(
+    "x0tta6bl4_raft_election_timeout_ms",
+    "Base election timeout of this member (drawn from [t, 2t)); raised by X0_RAFT_LINK_RTT_MS.",
+)
+HEARTBEAT_INTERVAL_MS = Gauge(
+    "x0tta6bl4_raft_heartbeat_interval_ms", "Heartbeat interval of this member (as a leader)."
+)
 LEADER_CHANGES = Counter(
     "x0tta6bl4_raft_leader_changes", "Times this member saw the leader change."
 )

@@ -40,29 +40,22 @@ import structlog
 from grpc import aio
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
-from prometheus_client import Gauge
 
 from x0tta6bl4.consensus import metrics
 from x0tta6bl4.consensus.codec import (
     MEMBER_RECORD_MAGIC,
     Members,
     decode_member_record,
+    decode_outcome_bytes,
     decode_snapshot_meta,
     encode_member_record,
 )
 from x0tta6bl4.consensus.core import topology
 from x0tta6bl4.consensus.core.config import RaftConfig
 from x0tta6bl4.consensus.core.kv import ApplyOutcome, KvStateMachine
-from x0tta6bl4.consensus.core.kv_codec import Reader, Writer
 from x0tta6bl4.consensus.core.kv_commands import Compact, LeaseExpire, Request, encode_request
 from x0tta6bl4.consensus.core.kv_leases import LeaseDeadlines
-from x0tta6bl4.consensus.core.kv_results import (
-    LeaseResult,
-    Outcome,
-    RevisionResult,
-    decode_outcome,
-    encode_outcome,
-)
+from x0tta6bl4.consensus.core.kv_results import LeaseResult, Outcome, RevisionResult
 from x0tta6bl4.consensus.core.membership import ConfChange, ConfChangeError
 from x0tta6bl4.consensus.core.messages import (
     NONE,
@@ -87,20 +80,13 @@ from x0tta6bl4.consensus.transport import Transport
 from x0tta6bl4.consensus.v1 import raft_pb2, raft_pb2_grpc
 from x0tta6bl4.consensus.watch_hub import WatchHub
 from x0tta6bl4.platform.client import MeshClient
+from x0tta6bl4.platform.durable import write_all
 from x0tta6bl4.platform.errors import FailedPrecondition, InvalidArgument, ServiceError, Unavailable
 
 log = structlog.get_logger(__name__)
 
 LEASE_CHECK_S = 0.1
 METRICS_EVERY_S = 0.5
-
-ELECTION_TIMEOUT_MS = Gauge(
-    "x0tta6bl4_raft_election_timeout_ms",
-    "Base election timeout of this member (drawn from [t, 2t)); raised by X0_RAFT_LINK_RTT_MS.",
-)
-HEARTBEAT_INTERVAL_MS = Gauge(
-    "x0tta6bl4_raft_heartbeat_interval_ms", "Heartbeat interval of this member (as a leader)."
-)
 READ_ROUND_S = 0.1
 
 
@@ -160,19 +146,6 @@ class StatusView:
     members: tuple[MemberView, ...]
 
 
-def encode_outcome_bytes(outcome: Outcome) -> bytes:
-    w = Writer()
-    encode_outcome(w, outcome)
-    return w.getvalue()
-
-
-def decode_outcome_bytes(data: bytes) -> Outcome:
-    r = Reader(data)
-    outcome = decode_outcome(r)
-    r.expect_end()
-    return outcome
-
-
 def _outcome(applied: ApplyOutcome) -> Outcome:
     if applied.error is not None:
         return applied.error
@@ -206,7 +179,7 @@ class RaftRuntime:
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._reads: dict[bytes, list[asyncio.Future[int]]] = {}
         self._read_queue: list[asyncio.Future[int]] = []
-        self._read_round: tuple[bytes, float] | None = None
+        self._read_round: bytes | None = None  # context of the round in flight
         self._read_round_started = 0.0
         self._read_round_size = 0
         self._read_timer: asyncio.TimerHandle | None = None
@@ -228,8 +201,6 @@ class RaftRuntime:
         self._last_metrics = 0.0
         self.storage_error: str | None = None
         self.storage_full = False
-        self.is_draining: Callable[[], bool] = lambda: False
-        """Set by the app: true once the process is shutting down (long streams then end)."""
         self.commit_at_start = 0
         self.applied = 0
         self._members: frozenset[int] = frozenset()
@@ -306,7 +277,7 @@ class RaftRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.hub.close_all()
+        self.hub.close_all("member stopping")
         await self.transport.close()
         for client in self._forward_clients.values():
             await client.close()
@@ -405,7 +376,7 @@ class RaftRuntime:
                 try:
                     node.transfer_leadership(item[1])
                 except NotLeaderError as err:
-                    fut.set_exception(self._not_leader(err.leader))
+                    fut.set_exception(self.not_leader(err.leader))
                 except ValueError as err:
                     fut.set_exception(InvalidArgument("id", str(err)))
                 else:
@@ -429,7 +400,7 @@ class RaftRuntime:
         try:
             index = self.node.propose(payload)
         except NotLeaderError as err:
-            fut.set_exception(self._not_leader(err.leader))
+            fut.set_exception(self.not_leader(err.leader))
         except ProposalDroppedError as err:
             metrics.PROPOSALS_FAILED.labels("dropped").inc()
             fut.set_exception(ProposalRefused(f"proposal refused: {err}"))
@@ -440,7 +411,7 @@ class RaftRuntime:
         try:
             index = self.node.propose_conf_change(change)
         except NotLeaderError as err:
-            fut.set_exception(self._not_leader(err.leader))
+            fut.set_exception(self.not_leader(err.leader))
         except ProposalDroppedError as err:
             fut.set_exception(Unavailable(f"membership change refused: {err}"))
         except ConfChangeError as err:
@@ -458,7 +429,7 @@ class RaftRuntime:
         as the reads themselves; the reads arriving in that window share the next round (a
         timer starts it). A lone client's read never waits for the window."""
         now = time.monotonic()
-        if self._read_round is not None and now - self._read_round[1] < READ_ROUND_S:
+        if self._read_round is not None and now - self._read_round_started < READ_ROUND_S:
             return
         wait = self._read_round_started + self.raft.read_batch_ms / 1000 - now
         if wait > 0 and self._read_round_size > 1:
@@ -480,7 +451,7 @@ class RaftRuntime:
                     fut.set_exception(NoLeader("cannot serve a linearizable read"))
             return
         self._reads[context] = reads
-        self._read_round = (context, now)
+        self._read_round = context
         self._read_round_started = now
         self._read_round_size = len(reads)
 
@@ -488,7 +459,8 @@ class RaftRuntime:
         self._read_timer = None
         self._wakeup.set()  # the loop starts the round if reads are still queued
 
-    def _not_leader(self, leader: int) -> NotLeader:
+    def not_leader(self, leader: int) -> NotLeader:
+        """The error for a request only the leader can serve, naming ``leader``."""
         return NotLeader(leader, (self.address_of(leader) or "") if leader else "")
 
     async def _handle_ready(self) -> None:
@@ -558,7 +530,7 @@ class RaftRuntime:
             for fut in self._reads.pop(rs.context, ()):
                 if not fut.done():
                     fut.set_result(rs.index)
-            if self._read_round is not None and self._read_round[0] == rs.context:
+            if self._read_round == rs.context:
                 self._read_round = None
         if self._read_queue:
             self._maybe_start_read_round()
@@ -666,7 +638,7 @@ class RaftRuntime:
         self.applied = max(self.applied, snap.index)
         # Watchers cannot be given the events the snapshot skipped: end their streams so
         # they re-watch from their last revision (or learn that it was compacted).
-        self.hub.close_all()
+        self.hub.close_all("state replaced by a snapshot")
         metrics.SNAPSHOTS.labels("installed").inc()
         log.info("raft.snapshot_installed", index=snap.index, term=snap.term)
 
@@ -804,8 +776,8 @@ class RaftRuntime:
 
     def _log_timers(self) -> None:
         tick = self.raft.tick_ms
-        ELECTION_TIMEOUT_MS.set(self.raft.election_ticks * tick)
-        HEARTBEAT_INTERVAL_MS.set(self.raft.heartbeat_ticks * tick)
+        metrics.ELECTION_TIMEOUT_MS.set(self.raft.election_ticks * tick)
+        metrics.HEARTBEAT_INTERVAL_MS.set(self.raft.heartbeat_ticks * tick)
         log.info(
             "raft.timers",
             heartbeat_ms=self.raft.heartbeat_ticks * tick,
@@ -1161,7 +1133,7 @@ def _probe_writable(data_dir: Path) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, bytes(PROBE_BYTES))
+            write_all(fd, bytes(PROBE_BYTES))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -1183,6 +1155,4 @@ __all__ = [
     "RaftRuntime",
     "ResourceExhausted",
     "StatusView",
-    "decode_outcome_bytes",
-    "encode_outcome_bytes",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 from grpc import aio
 
 from x0tta6bl4.consensus.core.membership import ConfChange, ConfChangeSingle, ConfChangeType
-from x0tta6bl4.consensus.runtime import NotLeader, RaftRuntime
+from x0tta6bl4.consensus.runtime import RaftRuntime
 from x0tta6bl4.consensus.settings import parse_peers
 from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc
 from x0tta6bl4.platform.errors import FailedPrecondition, InvalidArgument
@@ -42,8 +42,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     def _require_leader(self, context: aio.ServicerContext[Any, Any]) -> None:
         if not self._rt.is_leader:
             context.set_trailing_metadata(self._rt.leader_metadata())
-            leader = self._rt.leader_id
-            raise NotLeader(leader, (self._rt.address_of(leader) or "") if leader else "")
+            raise self._rt.not_leader(self._rt.leader_id)
 
     @staticmethod
     def _member_id(value: int) -> int:

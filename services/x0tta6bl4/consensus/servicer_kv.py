@@ -8,7 +8,6 @@ unless ``serializable`` is asked for.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,7 +32,6 @@ from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
 from x0tta6bl4.platform.errors import InvalidArgument, ServiceError, Unavailable
 
 DEFAULT_TIMEOUT_S = 5.0
-DRAIN_POLL_S = 0.25
 MAX_TIMEOUT_S = 30.0
 _COMMAND_PREFIX = re.compile(
     r"^(put|delete_range|range|txn|lease_grant|lease_revoke|lease_keepalive)\."
@@ -120,6 +118,11 @@ _OPERATORS = {
     kv_pb2.Compare.OPERATOR_LESS: cmd.CompareOp.LESS,
     kv_pb2.Compare.OPERATOR_GREATER: cmd.CompareOp.GREATER,
 }
+_NUMBER_TARGETS = {
+    "version": cmd.CompareTarget.VERSION,
+    "create_revision": cmd.CompareTarget.CREATE_REVISION,
+    "mod_revision": cmd.CompareTarget.MOD_REVISION,
+}
 
 
 def _compare(c: kv_pb2.Compare, field: str) -> cmd.Compare:
@@ -134,12 +137,7 @@ def _compare(c: kv_pb2.Compare, field: str) -> cmd.Compare:
     if which == "value":
         return cmd.Compare(c.key, cmd.CompareTarget.VALUE, op, value=c.value)
     number = _non_negative(f"{field}.{which}", getattr(c, which))
-    target = {
-        "version": cmd.CompareTarget.VERSION,
-        "create_revision": cmd.CompareTarget.CREATE_REVISION,
-        "mod_revision": cmd.CompareTarget.MOD_REVISION,
-    }[which]
-    return cmd.Compare(c.key, target, op, number=number)
+    return cmd.Compare(c.key, _NUMBER_TARGETS[which], op, number=number)
 
 
 def _txn_op(op: kv_pb2.TxnOp, field: str) -> cmd.TxnOp:
@@ -343,20 +341,12 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
                     events=[event_to_pb(e, request.prev_kv) for e in history],
                 )
             while True:
-                if self._rt.is_draining():
-                    await context.abort(
-                        grpc.StatusCode.UNAVAILABLE,
-                        "member shutting down; re-watch from the last revision seen + 1",
-                    )
-                try:
-                    events = await asyncio.wait_for(watcher.queue.get(), DRAIN_POLL_S)
-                except TimeoutError:
-                    continue
+                events = await watcher.queue.get()
                 if events is None:
-                    reason = "too slow" if watcher.overflowed else "state replaced by a snapshot"
                     await context.abort(
                         grpc.StatusCode.UNAVAILABLE,
-                        f"watch ended ({reason}); re-watch from the last revision seen + 1",
+                        f"watch ended ({watcher.end_reason}); re-watch from the last revision "
+                        "seen + 1",
                     )
                     return
                 watcher.pending -= len(events)

@@ -9,10 +9,15 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from x0tta6bl4.consensus.codec import WireError, decode_snapshot_meta, message_from_pb
+from x0tta6bl4.consensus.codec import (
+    WireError,
+    decode_snapshot_meta,
+    encode_outcome_bytes,
+    message_from_pb,
+)
 from x0tta6bl4.consensus.core.messages import Message, MessageType, Snapshot, SnapshotMetadata
 from x0tta6bl4.consensus.metrics import SNAPSHOTS
-from x0tta6bl4.consensus.runtime import NotLeader, RaftRuntime, encode_outcome_bytes
+from x0tta6bl4.consensus.runtime import RaftRuntime
 from x0tta6bl4.consensus.storage.errors import StorageError
 from x0tta6bl4.consensus.storage.snapshot_files import SnapshotReceiver
 from x0tta6bl4.consensus.v1 import raft_pb2, raft_pb2_grpc
@@ -82,9 +87,7 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                     self._check_recipient(chunk.to)
                     if not chunk.snapshot_index:
                         raise InvalidArgument("snapshot_index", "the first chunk must carry it")
-                    receiver = await asyncio.to_thread(
-                        SnapshotReceiver, self._rt.raft.data_dir / "snap"
-                    )
+                    receiver = await asyncio.to_thread(SnapshotReceiver, self._rt.durable.snap_dir)
                 assert receiver is not None
                 await asyncio.to_thread(receiver.write_chunk, chunk.offset, chunk.data)
             if header is None or receiver is None:
@@ -120,8 +123,7 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
         self, request: raft_pb2.ForwardRequest, context: aio.ServicerContext[Any, Any]
     ) -> raft_pb2.ForwardResponse:
         if not self._rt.is_leader:
-            leader = self._rt.leader_id
-            raise NotLeader(leader, self._rt.address_of(leader) or "" if leader else "")
+            raise self._rt.not_leader(self._rt.leader_id)
         remaining = context.time_remaining()
         timeout = DEFAULT_FORWARD_TIMEOUT_S if remaining is None else max(0.01, remaining - 0.01)
         outcome = await self._rt.propose_local(request.request, timeout)

@@ -88,10 +88,6 @@ class RaftSettings:
     read_batch_ms: int = 2
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def self_peer(self) -> Peer:
-        return self.peers[self.node_id]
-
 
 def parse_peers(value: str) -> dict[int, Peer]:
     """``1=127.0.0.1:7001@zone-a,2=127.0.0.1:7002@zone-b`` -> peers by id."""
@@ -162,7 +158,7 @@ def load_raft_settings(
     max_inflight = get("X0_RAFT_MAX_INFLIGHT", int_between(1, 1_000_000), 256)
     chunk = get("X0_RAFT_SNAPSHOT_CHUNK_BYTES", int_between(1024, 64 << 20), 256 * 1024)
     read_batch = get("X0_RAFT_READ_BATCH_MS", int_between(0, 1000), 2)
-    if election <= heartbeat and not any(p.startswith("X0_RAFT_") for p in problems):
+    if election <= heartbeat and not problems:
         problems.append(
             f"X0_RAFT_ELECTION_TICKS: must exceed X0_RAFT_HEARTBEAT_TICKS ({heartbeat}), "
             f"got {election}"

@@ -51,7 +51,6 @@ class PeerLink:
         self,
         self_id: int,
         peer_id: int,
-        address: str,
         client: MeshClient,
         *,
         snap_dir: Path,
@@ -61,7 +60,6 @@ class PeerLink:
     ) -> None:
         self.self_id = self_id
         self.peer_id = peer_id
-        self.address = address
         self._client = client
         self._snap_dir = snap_dir
         self._chunk_bytes = chunk_bytes
@@ -251,7 +249,6 @@ class Transport:
         link = PeerLink(
             self.self_id,
             peer_id,
-            address,
             self._client_factory(address),
             snap_dir=self._snap_dir,
             chunk_bytes=self._chunk_bytes,

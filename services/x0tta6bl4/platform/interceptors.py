@@ -87,7 +87,6 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         self._tracer = tracer
         # The metadata keys the trace propagators read (traceparent, tracestate, baggage).
         self._trace_keys = frozenset(propagate.get_global_textmap().fields)
-        self._methods: dict[str, _MethodMetrics] = {}
         self._wrapped: dict[str, tuple[Any, Any]] = {}
         self._in_flight = GRPC_SERVER_IN_FLIGHT.labels(service)
         self._allowed = AUTHZ_DECISIONS.labels(service, "allow")
@@ -97,13 +96,6 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         # calls that arrive meanwhile (e.g. every client when an allow expires from the
         # cache) wait for that one answer instead of each asking OPA again.
         self._deciding: dict[_AuthzKey, asyncio.Future[Decision]] = {}
-
-    def _metrics(self, full_method: str) -> _MethodMetrics:
-        m = self._methods.get(full_method)
-        if m is None:
-            m = _MethodMetrics(self._service, full_method)
-            self._methods[full_method] = m
-        return m
 
     async def _decide(self, caller: str, full_method: str, metadata: dict[str, str]) -> Decision:
         key = (caller, full_method, tuple(sorted(metadata.items())))
@@ -220,7 +212,7 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     def _unary_response(
         self, behavior: Callable[..., Awaitable[Any]], full_method: str
     ) -> Callable[..., Awaitable[Any]]:
-        metrics = self._metrics(full_method)
+        metrics = _MethodMetrics(self._service, full_method)  # once per method: see _wrapped
 
         async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             outcome, started = _Outcome(), time.perf_counter()
@@ -243,7 +235,7 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     def _stream_response(
         self, behavior: Callable[..., AsyncIterator[Any]], full_method: str
     ) -> Callable[..., AsyncIterator[Any]]:
-        metrics = self._metrics(full_method)
+        metrics = _MethodMetrics(self._service, full_method)  # once per method: see _wrapped
 
         async def handle(
             request: Any, context: aio.ServicerContext[Any, Any]
