@@ -41,7 +41,7 @@ from x0tta6bl4.sync.core import (
     encode_context,
 )
 from x0tta6bl4.sync.core.wire import decode_event, decode_snapshot, encode_event, encode_snapshot
-from x0tta6bl4.sync.persistence import Persistence
+from x0tta6bl4.sync.persistence import CorruptStore, Persistence
 from x0tta6bl4.sync.settings import SyncSettings
 from x0tta6bl4.sync.v1 import replication_pb2, replication_pb2_grpc
 
@@ -111,8 +111,6 @@ class SyncNode:
         checkpoint, events, members = self.store.load()
         if checkpoint is not None:
             if checkpoint.replica != self.id:
-                from x0tta6bl4.sync.persistence import CorruptStore
-
                 raise CorruptStore(
                     f"{self.store.checkpoint_path} belongs to replica {checkpoint.replica!r}, "
                     f"not X0_SYNC_REPLICA_ID={self.id!r}"
@@ -131,7 +129,7 @@ class SyncNode:
             checkpoint=checkpoint is not None,
             replayed_events=len(events),
             truncated_tail_bytes=self.store.truncated_tail_bytes,
-            keys=len(self.replica.keys()),
+            keys=self.replica.key_count,
         )
 
     async def start(self) -> None:
@@ -165,7 +163,7 @@ class SyncNode:
             return False, self.failed
         if not self.replica.bootstrapped:
             return False, "joining: waiting for a snapshot from a peer"
-        return True, f"replica {self.id}, {len(self.replica.keys())} keys"
+        return True, f"replica {self.id}, {self.replica.key_count} keys"
 
     # -- durable changes -----------------------------------------------------------------
 

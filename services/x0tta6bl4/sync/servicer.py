@@ -87,7 +87,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         return sync_pb2.StatsResponse(
             replica_id=node.id,
             peers=peers,
-            keys=len(replica.keys()),
+            keys=replica.key_count,
             log_size=replica.log_size,
             gc_collected=node.gc_collected,
             gc_dropped_events=node.gc_dropped,

@@ -73,9 +73,6 @@ class VersionVector:
     def items(self) -> Iterable[tuple[str, int]]:
         return self._v.items()
 
-    def replicas(self) -> Iterable[str]:
-        return self._v.keys()
-
     def merge(self, other: VersionVector) -> VersionVector:
         out = dict(self._v)
         for r, c in other._v.items():
@@ -90,14 +87,6 @@ class VersionVector:
 
     def leq(self, other: VersionVector) -> bool:
         return all(c <= other._v.get(r, 0) for r, c in self._v.items())
-
-    def increment(self, replica: str) -> tuple[VersionVector, Dot]:
-        out = dict(self._v)
-        out[replica] = out.get(replica, 0) + 1
-        return VersionVector._trusted(out), Dot(replica, out[replica])
-
-    def without(self, replica: str) -> VersionVector:
-        return VersionVector._trusted({r: c for r, c in self._v.items() if r != replica})
 
     def __len__(self) -> int:
         return len(self._v)
@@ -217,19 +206,6 @@ class CausalContext:
         """An upper bound on ``len(list(self.dots_not_in(other)))`` computed in O(replicas)."""
         n = sum(max(0, c - other._v.get(r, 0)) for r, c in self._v.items())
         return n + len(self._cloud)
-
-    def without(self, replica: str) -> CausalContext:
-        return CausalContext._trusted(
-            {r: c for r, c in self._v.items() if r != replica},
-            frozenset(d for d in self._cloud if d.replica != replica),
-        )
-
-    def restricted_to(self, dots: Iterable[Dot]) -> CausalContext:
-        """The dots of ``dots`` that this context contains."""
-        return CausalContext.from_dots(d for d in dots if self.contains(d))
-
-    def is_empty(self) -> bool:
-        return not self._v and not self._cloud
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -243,6 +243,11 @@ class Replica:
     def keys(self) -> list[str]:
         return sorted(self._data)
 
+    @property
+    def key_count(self) -> int:
+        """``len(keys())`` without sorting every key (readiness probes and stats ask often)."""
+        return len(self._data)
+
     def get(self, key: str) -> Read | None:
         entry = self._data.get(key)
         if entry is None:
