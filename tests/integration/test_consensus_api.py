@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Any
 
 import grpc
 import pytest
 from grpc import aio
 
-from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import (
+    ConsensusCluster,
+    Mesh,
+    consensus_cluster,
+    eventually,
+    member_clients,
+    unary_call,
+)
 from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from x0tta6bl4.platform.client import MeshClient
-from x0tta6bl4.platform.svid import SvidSource
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -27,51 +30,19 @@ def cluster(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
 
 
 @pytest.fixture
-async def svids(mesh: Mesh) -> AsyncIterator[SvidSource]:
-    async with svid_source(mesh.workload("operator")) as source:
-        yield source
+async def clients(cluster: ConsensusCluster, mesh: Mesh) -> AsyncIterator[dict[int, MeshClient]]:
+    async with member_clients(mesh, cluster.members) as by_member:
+        yield by_member
 
 
-@pytest.fixture
-async def clients(
-    cluster: ConsensusCluster, svids: SvidSource
-) -> AsyncIterator[dict[int, MeshClient]]:
-    async with AsyncExitStack() as stack:
-        yield {
-            i: await stack.enter_async_context(client(svids, member))
-            for i, member in cluster.members.items()
-        }
-
-
-def kv(c: MeshClient, rpc: str, request: Any, timeout_s: float = 10) -> Awaitable[Any]:
+def kv(c: MeshClient, rpc: str, request: Any) -> Awaitable[Any]:
     """Call ``KVService.<rpc>`` through ``c``."""
-    return c.call(
-        lambda ch, t: getattr(kv_pb2_grpc.KVServiceStub(ch), rpc)(request, timeout=t),
-        idempotent=False,
-        timeout_s=timeout_s,
-    )
+    return unary_call(c, kv_pb2_grpc.KVServiceStub, rpc, request)
 
 
-def cl(c: MeshClient, rpc: str, request: Any, timeout_s: float = 10) -> Awaitable[Any]:
-    return c.call(
-        lambda ch, t: getattr(cluster_pb2_grpc.ClusterServiceStub(ch), rpc)(request, timeout=t),
-        idempotent=False,
-        timeout_s=timeout_s,
-    )
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout_s: float = 10) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        try:
-            value = await check()
-        except aio.AioRpcError:
-            value = None
-        if value is not None:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.1)
+def cl(c: MeshClient, rpc: str, request: Any) -> Awaitable[Any]:
+    """Call ``ClusterService.<rpc>`` through ``c``."""
+    return unary_call(c, cluster_pb2_grpc.ClusterServiceStub, rpc, request)
 
 
 async def test_three_members_elect_one_leader(clients: dict[int, MeshClient]) -> None:
@@ -210,11 +181,10 @@ async def test_lease_keys_vanish_on_revoke_and_on_expiry(clients: dict[int, Mesh
     await kv(clients[1], "Put", kv_pb2.PutRequest(key=b"api/lease/b", value=b"y", lease=short.id))
     assert (await kv(clients[3], "Get", kv_pb2.GetRequest(key=b"api/lease/b"))).found
 
-    async def expired() -> bool | None:
-        got = await kv(clients[3], "Get", kv_pb2.GetRequest(key=b"api/lease/b"))
-        return True if not got.found else None
+    async def expired() -> bool:
+        return not (await kv(clients[3], "Get", kv_pb2.GetRequest(key=b"api/lease/b"))).found
 
-    assert await eventually(expired, timeout_s=10)
+    await eventually(expired, timeout_s=10, what="api/lease/b gone after its 1 s lease expired")
     with pytest.raises(aio.AioRpcError) as unknown:
         await kv(clients[2], "LeaseKeepAlive", kv_pb2.LeaseKeepAliveRequest(id=short.id))
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.support.mesh import run_with_settings
 
 pytestmark = pytest.mark.integration
 
@@ -30,22 +28,14 @@ pytestmark = pytest.mark.integration
     ],
 )
 def test_invalid_raft_setting_exits_2_naming_it(variable: str, value: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("X0_")}
-    env.update(
+    result = run_with_settings(
+        "consensus",
         {
             "X0_SPIFFE_SOCKET": "unix:///tmp/none.sock",
             "X0_GRPC_ADDR": "127.0.0.1:7001",
             "X0_RAFT_PEERS": "1=127.0.0.1:7001",
             variable: value,
-        }
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "x0tta6bl4.consensus"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        },
     )
     assert result.returncode == 2, result.stderr
     assert variable in result.stderr, result.stderr

@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +15,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc import aio
 
-from tests.support.mesh import Mesh, client, http_status, svid_source
+from tests.support.mesh import Mesh, client, http_status, run_with_settings, svid_source
 from x0tta6bl4.devstack.procs import wait_until
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
@@ -132,15 +130,8 @@ async def test_bad_ping_arguments_are_invalid_argument_naming_the_field(mesh: Me
     ],
 )
 def test_every_invalid_setting_exits_non_zero_naming_it(variable: str, value: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("X0_")}
-    env.update({"X0_SPIFFE_SOCKET": "unix:///tmp/none.sock", variable: value})
-    result = subprocess.run(
-        [sys.executable, "-m", "x0tta6bl4.identity"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_with_settings(
+        "identity", {"X0_SPIFFE_SOCKET": "unix:///tmp/none.sock", variable: value}
     )
     assert result.returncode == 2, result.stderr
     assert variable in result.stderr, result.stderr

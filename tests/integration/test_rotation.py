@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.mesh import Mesh, ServiceProcess, client, svid_source, whoami
+from tests.support.metrics import metric, samples
 from x0tta6bl4.devstack.procs import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -17,25 +17,16 @@ SVID_TTL_S = 20
 ROTATIONS = 3
 
 
-def _samples(service: ServiceProcess, metric: str) -> list[tuple[dict[str, str], float]]:
-    return [
-        (s.labels, s.value)
-        for family in text_string_to_metric_families(service.metrics())
-        for s in family.samples
-        if s.name == metric
-    ]
-
-
 def _probe_failures(service: ServiceProcess) -> float:
     return sum(
         v
-        for labels, v in _samples(service, "x0tta6bl4_dependency_probes_total")
+        for labels, v in samples(service.metrics(), "x0tta6bl4_dependency_probes_total")
         if labels["code"] != "OK"
     )
 
 
 def _rotations(service: ServiceProcess) -> float:
-    return sum(v for _, v in _samples(service, "x0tta6bl4_svid_rotations_total"))
+    return metric(service.metrics(), "x0tta6bl4_svid_rotations_total", default=0.0)
 
 
 async def test_two_processes_call_each_other_across_rotations_without_a_failure(mesh: Mesh) -> None:
@@ -93,10 +84,8 @@ async def test_two_processes_call_each_other_across_rotations_without_a_failure(
         assert len(seen) > ROTATIONS, f"{name} presented {len(seen)} certificates: {seen}"
     assert len(client_serials) > ROTATIONS
     for service, peer in ((identity, "policy"), (policy, "identity")):
-        probes = _samples(service, "x0tta6bl4_dependency_probes_total")
-        ok = sum(
-            v for labels, v in probes if labels["dependency"] == peer and labels["code"] == "OK"
-        )
+        probes = service.metrics()
+        ok = metric(probes, "x0tta6bl4_dependency_probes_total", 0.0, dependency=peer, code="OK")
         failed = _probe_failures(service) - before[service.service]
         assert ok > 100, f"{service.service} probed {peer} only {ok} times"
         assert failed == 0, f"{service.service} → {peer}: {failed} probes failed"

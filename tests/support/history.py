@@ -22,6 +22,7 @@ import grpc
 from grpc import aio
 
 from tests.support.linearizability import CheckResult, Op, check_kv
+from tests.support.mesh import unary_call
 from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from x0tta6bl4.platform.client import MeshClient
 
@@ -66,11 +67,8 @@ class RecordingClient:
         return f"c{self.client_id}-{next(self._values)}"
 
     async def _call(self, rpc: str, request: Any) -> Any:
-        member = self.pick()
-        return await member.call(
-            lambda ch, t: getattr(kv_pb2_grpc.KVServiceStub(ch), rpc)(request, timeout=t),
-            idempotent=False,
-            timeout_s=self.timeout_s,
+        return await unary_call(
+            self.pick(), kv_pb2_grpc.KVServiceStub, rpc, request, self.timeout_s
         )
 
     async def put(self, key: str) -> None:
@@ -166,11 +164,7 @@ class ClusterClients:
         return [i for i in self.by_member if i not in self.down]
 
     async def call(self, member: int, stub: Any, rpc: str, request: Any, timeout_s: float) -> Any:
-        return await self.by_member[member].call(
-            lambda ch, t: getattr(stub(ch), rpc)(request, timeout=t),
-            idempotent=False,
-            timeout_s=timeout_s,
-        )
+        return await unary_call(self.by_member[member], stub, rpc, request, timeout_s)
 
     async def status(self, member: int, timeout_s: float = 3) -> Any:
         return await self.call(
@@ -237,3 +231,24 @@ class ClusterClients:
                     return leader, term
             await asyncio.sleep(0.1)
         raise AssertionError(f"members {members} did not agree on a leader: {last}")
+
+    async def wait_caught_up(
+        self, member: int, leader: int | None = None, timeout_s: float = 30
+    ) -> None:
+        """Wait until ``member`` follows ``leader`` (by default: whichever live member leads,
+        asked anew each round) and has applied everything the leader has committed."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                current = leader or await self.leader()
+                target = (await self.status(current)).commit_index
+                mine = await self.status(member)
+                follows = mine.leader_id == leader if leader else bool(mine.leader_id)
+                if follows and mine.applied_index >= target:
+                    return
+            except aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(
+            f"member {member} did not catch up with leader {leader or '(any)'} in {timeout_s}s"
+        )

@@ -12,11 +12,16 @@ import dataclasses
 import itertools
 import os
 import signal
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
+
+from grpc import aio
 
 from tests.support.faultproxy import FaultNetwork
 from x0tta6bl4.devstack.opa import opa_command
@@ -28,6 +33,7 @@ from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 _ids = itertools.count(1)
+K = TypeVar("K")
 
 
 @dataclasses.dataclass
@@ -37,7 +43,6 @@ class Workload:
     socket_path: Path
     agent: SpireAgent
     entry: Entry
-    entry_id: str = ""
 
 
 @dataclasses.dataclass
@@ -74,6 +79,21 @@ class ServiceProcess:
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url("/metrics"), timeout=5) as response:
             return str(response.read().decode())
+
+
+def run_with_settings(service: str, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m x0tta6bl4.<service>`` with ``settings`` as its only X0_* variables (it is
+    expected to exit at start-up, e.g. on a bad setting); its exit code and output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("X0_")}
+    env.update(settings)
+    return subprocess.run(
+        [sys.executable, "-m", f"x0tta6bl4.{service}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def http_status(url: str) -> int:
@@ -144,7 +164,7 @@ class Mesh:
         return workload
 
     def register(self, workload: Workload) -> None:
-        workload.entry_id = self.server.create_entry(workload.entry)
+        self.server.create_entry(workload.entry)
 
     def opa(self, port: int | None = None) -> Opa:
         port = port or free_port()
@@ -227,6 +247,45 @@ async def client(
         await mesh_client.close()
 
 
+@contextlib.asynccontextmanager
+async def member_clients(
+    mesh: Mesh, members: Mapping[K, ServiceProcess]
+) -> AsyncIterator[dict[K, MeshClient]]:
+    """One client per member, all with the SVIDs of a new ``operator`` workload."""
+    async with (
+        svid_source(mesh.workload("operator")) as svids,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        yield {k: await stack.enter_async_context(client(svids, m)) for k, m in members.items()}
+
+
+async def unary_call(
+    mesh_client: MeshClient, stub: Any, rpc: str, request: Any, timeout_s: float = 10
+) -> Any:
+    """``stub(channel).<rpc>(request)`` through ``mesh_client`` (not idempotent: no retry)."""
+    return await mesh_client.call(
+        lambda ch, t: getattr(stub(ch), rpc)(request, timeout=t),
+        idempotent=False,
+        timeout_s=timeout_s,
+    )
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0, what: str = ""
+) -> float:
+    """Poll ``check`` (an RPC error counts as false) until it holds; the seconds it took."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            if await check():
+                return time.monotonic() - t0
+        except aio.AioRpcError:
+            pass
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        await asyncio.sleep(0.05)
+
+
 async def whoami(mesh_client: MeshClient) -> diagnostics_pb2.WhoAmIResponse:
     return await mesh_client.call(
         lambda ch, t: diagnostics_pb2_grpc.DiagnosticsServiceStub(ch).WhoAmI(
@@ -262,14 +321,10 @@ class ConsensusCluster:
 
     def links_of(self, node_id: int) -> list[str]:
         """Names of the proxy links from and to ``node_id``."""
-        return [n for n in self.links if node_id in (int(n.split("->")[0]), int(n.split("->")[1]))]
+        return [n for n in self.links if node_id in map(int, n.split("->"))]
 
     def zone_of(self, node_id: int) -> str:
         return self.zones.get(node_id) or f"zone-{'abc'[(node_id - 1) % 3]}"
-
-    @property
-    def peers(self) -> str:
-        return ",".join(f"{i}=127.0.0.1:{port}@{self.zone_of(i)}" for i, port in self.ports.items())
 
     def peers_for(self, node_id: int) -> str:
         """X0_RAFT_PEERS as member ``node_id`` sees them (through its links, if any)."""
@@ -319,6 +374,11 @@ class ConsensusCluster:
     def resume(self, node_id: int) -> None:
         self.members[node_id].process.signal(signal.SIGCONT)
 
+    def isolate(self, node_id: int) -> None:
+        """Drop every byte between ``node_id`` and the other members (both directions)."""
+        assert self.network is not None, "isolate() needs a cluster started with a network"
+        self.network.partition(*self.links_of(node_id), mode="drop")
+
     def wait_ready(self, node_ids: list[int] | None = None, timeout_s: float = 60) -> None:
         for node_id in node_ids or list(self.members):
             member = self.members[node_id]
@@ -357,10 +417,8 @@ def consensus_cluster(
         network=network,
     )
     if network is not None:
-        for i in cluster.ports:
-            for j, port in cluster.ports.items():
-                if i != j:
-                    cluster.links[f"{i}->{j}"] = network.link(f"{i}->{j}", port).port
+        for i, j in itertools.permutations(cluster.ports, 2):
+            cluster.links[f"{i}->{j}"] = network.link(f"{i}->{j}", cluster.ports[j]).port
     for node_id in cluster.ports:
         cluster.start(node_id)
     cluster.wait_ready()
@@ -428,8 +486,14 @@ def sync_cluster(
     env: dict[str, str] | None = None,
     links: dict[str, int] | None = None,
     ports: dict[str, int] | None = None,
+    *,
+    network: FaultNetwork | None = None,
 ) -> SyncCluster:
-    """Start one sync replica per id (each ready) and return the cluster."""
+    """Start one sync replica per id (each ready) and return the cluster.
+
+    With ``network``, every ordered pair of replicas gets a proxy link
+    ``"A->B"`` in it and replicas dial each other through them.
+    """
     cluster = SyncCluster(
         mesh,
         mesh.workload("sync"),
@@ -439,6 +503,9 @@ def sync_cluster(
         dict(env or {}),
         dict(links or {}),
     )
+    if network is not None:
+        for i, j in itertools.permutations(ids, 2):
+            cluster.links[f"{i}->{j}"] = network.link(f"{i}->{j}", cluster.ports[j]).port
     for rid in ids:
         cluster.start(rid, wait_ready=False)
     for rid in ids:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from grpc import aio
-
+from tests.support.mesh import eventually
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.sync.v1 import sync_pb2, sync_pb2_grpc
 
@@ -63,26 +59,11 @@ async def values(clients: dict[str, MeshClient], key: str) -> dict[str, Any]:
     return out
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout_s: float = CONVERGE_S, what: str = ""
-) -> float:
-    t0 = time.monotonic()
-    while True:
-        try:
-            if await check():
-                return time.monotonic() - t0
-        except aio.AioRpcError:
-            pass
-        if time.monotonic() - t0 > timeout_s:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        await asyncio.sleep(0.05)
-
-
 async def converged(clients: dict[str, MeshClient], key: str, expected: Any) -> float:
     async def check() -> bool:
         return set(map(repr, (await values(clients, key)).values())) == {repr(expected)}
 
-    return await eventually(check, what=f"{key} == {expected!r} on {sorted(clients)}")
+    return await eventually(check, CONVERGE_S, f"{key} == {expected!r} on {sorted(clients)}")
 
 
 def inc(n: int = 1) -> sync_pb2.Operation:

@@ -19,8 +19,9 @@ import grpc
 import pytest
 from grpc import aio
 
-from tests.support.mesh import Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import Mesh, client, consensus_cluster, svid_source, unary_call
 from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
+from x0tta6bl4.platform.client import MeshClient
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -45,15 +46,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path / "mesh")
-    try:
-        yield mesh
-    finally:
-        mesh.close()
-
-
 def _fill(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -64,14 +56,14 @@ def _fill(path: Path) -> None:
         os.close(fd)
 
 
-async def _put(c: Any, key: bytes, timeout_s: float = 5, value_bytes: int = 100) -> Any:
-    return await c.call(
-        lambda ch, t: kv_pb2_grpc.KVServiceStub(ch).Put(
-            kv_pb2.PutRequest(key=key, value=b"x" * value_bytes), timeout=t
-        ),
-        idempotent=False,
-        timeout_s=timeout_s,
-    )
+async def _put(c: MeshClient, key: bytes, value_bytes: int = 100) -> Any:
+    request = kv_pb2.PutRequest(key=key, value=b"x" * value_bytes)
+    return await unary_call(c, kv_pb2_grpc.KVServiceStub, "Put", request, timeout_s=5)
+
+
+async def _range(c: MeshClient, prefix: bytes) -> Any:
+    request = kv_pb2.RangeRequest(prefix=prefix)
+    return await unary_call(c, kv_pb2_grpc.KVServiceStub, "Range", request, timeout_s=5)
 
 
 async def test_full_disk_fails_writes_cleanly_and_recovers(mesh: Mesh, small_disk: Path) -> None:
@@ -108,12 +100,7 @@ async def test_full_disk_fails_writes_cleanly_and_recovers(mesh: Mesh, small_dis
                 ), err
                 assert time.monotonic() < deadline, "writes did not recover after space returned"
                 await asyncio.sleep(0.3)
-        got = await c.call(
-            lambda ch, t: kv_pb2_grpc.KVServiceStub(ch).Range(
-                kv_pb2.RangeRequest(prefix=b"disk/"), timeout=t
-            ),
-            idempotent=False,
-        )
+        got = await _range(c, b"disk/")
         keys = {kv.key for kv in got.kvs}
         assert {b"disk/before/%02d" % i for i in range(20)} <= keys
         assert set(acked_while_full) <= keys
@@ -123,10 +110,5 @@ async def test_full_disk_fails_writes_cleanly_and_recovers(mesh: Mesh, small_dis
     restarted = cluster.start(1)
     cluster.wait_ready([1])
     async with svid_source(mesh.workload("operator")) as svids, client(svids, restarted) as c:
-        got = await c.call(
-            lambda ch, t: kv_pb2_grpc.KVServiceStub(ch).Range(
-                kv_pb2.RangeRequest(prefix=b"disk/"), timeout=t
-            ),
-            idempotent=False,
-        )
+        got = await _range(c, b"disk/")
         assert b"disk/after" in {kv.key for kv in got.kvs} and got.count >= 21

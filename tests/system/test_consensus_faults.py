@@ -13,7 +13,6 @@ import itertools
 import random
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import grpc
@@ -21,7 +20,8 @@ import pytest
 from grpc import aio
 
 from tests.support.history import ClusterClients
-from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import ConsensusCluster, Mesh, consensus_cluster, member_clients
+from tests.support.metrics import metric
 from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(240)]
@@ -43,13 +43,8 @@ def cluster(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> ConsensusCl
 
 @pytest.fixture
 async def clients(cluster: ConsensusCluster, mesh: Mesh) -> AsyncIterator[ClusterClients]:
-    async with svid_source(mesh.workload("operator")) as svids, AsyncExitStack() as stack:
-        yield ClusterClients(
-            {
-                i: await stack.enter_async_context(client(svids, member))
-                for i, member in cluster.members.items()
-            }
-        )
+    async with member_clients(mesh, cluster.members) as by_member:
+        yield ClusterClients(by_member)
 
 
 @dataclass
@@ -90,32 +85,6 @@ async def writer(
             history.acked[key] = value
             history.ack_times.append((issued, time.monotonic()))
             break
-
-
-async def wait_caught_up(clients: ClusterClients, member: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            leader = await clients.leader()
-            target = (await clients.status(leader)).commit_index
-            mine = await clients.status(member)
-            if mine.applied_index >= target and mine.leader_id:
-                return
-        except aio.AioRpcError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"member {member} did not catch up in {timeout_s}s")
-
-
-def metric(text: str, name: str, labels: str = "") -> float:
-    """Sum of the samples of ``name`` whose labels contain ``labels`` (Prometheus text)."""
-    total = 0.0
-    for line in text.splitlines():
-        sample, _, value = line.rpartition(" ")
-        metric_name, _, label_part = sample.partition("{")
-        if metric_name == name and labels in label_part:
-            total += float(value)
-    return total
 
 
 async def test_leader_kill_under_writes_loses_no_acknowledged_write(
@@ -183,7 +152,7 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
     cluster.start(old_leader)
     clients.down.discard(old_leader)
     cluster.wait_ready([old_leader])
-    await wait_caught_up(clients, old_leader)
+    await clients.wait_caught_up(old_leader, timeout_s=60)
     got = await clients.call(
         old_leader,
         kv_pb2_grpc.KVServiceStub,
@@ -195,14 +164,16 @@ async def test_leader_kill_under_writes_loses_no_acknowledged_write(
     assert all(stored.get(k) == v for k, v in history.acked.items())
     assert sum(1 for k in stored if k.startswith(b"sys/more/")) == SNAPSHOT_ENTRIES + 50
     leader_metrics = cluster.members[new_leader].metrics()
-    sent = metric(leader_metrics, "x0tta6bl4_raft_snapshots_total", 'kind="sent"')
-    sent_before = metric(leader_metrics_before, "x0tta6bl4_raft_snapshots_total", 'kind="sent"')
+    sent = metric(leader_metrics, "x0tta6bl4_raft_snapshots_total", kind="sent")
+    sent_before = metric(
+        leader_metrics_before, "x0tta6bl4_raft_snapshots_total", default=0.0, kind="sent"
+    )
     assert sent > sent_before, "the restarted member should have been sent a snapshot"
     assert metric(leader_metrics, "x0tta6bl4_raft_snapshot_compression_ratio") > 1.0
     log = cluster.members[old_leader].process.log_path.read_text()
     assert "wal.torn_tail_truncated" in log
     restarted_metrics = cluster.members[old_leader].metrics()
-    assert metric(restarted_metrics, "x0tta6bl4_raft_snapshots_total", 'kind="installed"') >= 1
+    assert metric(restarted_metrics, "x0tta6bl4_raft_snapshots_total", kind="installed") >= 1
 
 
 async def test_single_client_write_rate(cluster: ConsensusCluster, clients: ClusterClients) -> None:

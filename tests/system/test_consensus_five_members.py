@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import pytest
-import pytest_asyncio
 from grpc import aio
 
 from tests.support.history import ClusterClients
-from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import ConsensusCluster, Mesh, consensus_cluster, member_clients
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
 
@@ -28,16 +26,10 @@ def cluster(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> ConsensusCl
     )
 
 
-@pytest_asyncio.fixture
+@pytest.fixture
 async def clients(mesh: Mesh, cluster: ConsensusCluster) -> AsyncIterator[ClusterClients]:
-    async with AsyncExitStack() as stack:
-        svids = await stack.enter_async_context(svid_source(mesh.workload("operator")))
-        yield ClusterClients(
-            {
-                i: await stack.enter_async_context(client(svids, member))
-                for i, member in cluster.members.items()
-            }
-        )
+    async with member_clients(mesh, cluster.members) as by_member:
+        yield ClusterClients(by_member)
 
 
 async def test_two_of_five_killed_under_load_then_caught_up(
@@ -52,7 +44,7 @@ async def test_two_of_five_killed_under_load_then_caught_up(
     async def writer(worker: int) -> None:
         while not stop.is_set():
             key = f"five/{worker}/{next(sequence)}".encode()
-            for member in [m for m in clients.alive() if m not in clients.down]:
+            for member in clients.alive():
                 try:
                     await clients.put(member, key, b"v" * 256, timeout_s=3)
                 except aio.AioRpcError:

@@ -17,14 +17,13 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import pytest
 
 from tests.support.faultproxy import FaultNetwork
 from tests.support.history import ClusterClients, History, RecordingClient
 from tests.support.linearizability import Op, check_kv
-from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import ConsensusCluster, Mesh, consensus_cluster, member_clients
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -42,13 +41,8 @@ def cluster(
 
 @pytest.fixture
 async def clients(cluster: ConsensusCluster, mesh: Mesh) -> AsyncIterator[ClusterClients]:
-    async with svid_source(mesh.workload("operator")) as svids, AsyncExitStack() as stack:
-        yield ClusterClients(
-            {
-                i: await stack.enter_async_context(client(svids, member))
-                for i, member in cluster.members.items()
-            }
-        )
+    async with member_clients(mesh, cluster.members) as by_member:
+        yield ClusterClients(by_member)
 
 
 async def run_clients(
@@ -86,9 +80,7 @@ async def test_history_under_leader_kill_and_partition_is_linearizable(
         faults.append(f"restart {leader}")
         await asyncio.sleep(1)
         leader, _ = await clients.agreed_leader()
-        names = [f"{leader}->{j}" for j in cluster.ports if j != leader]
-        names += [f"{j}->{leader}" for j in cluster.ports if j != leader]
-        network.partition(*names, mode="drop")
+        cluster.isolate(leader)
         faults.append(f"partition leader {leader}")
         await asyncio.sleep(3)
         network.heal()

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 import pytest
 from grpc import aio
 
-from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import (
+    ConsensusCluster,
+    Mesh,
+    client,
+    consensus_cluster,
+    svid_source,
+    unary_call,
+)
 from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from x0tta6bl4.devstack.procs import free_port
 from x0tta6bl4.platform.svid import SvidSource
@@ -39,31 +45,23 @@ async def svids(mesh: Mesh) -> AsyncIterator[SvidSource]:
         yield source
 
 
-async def _call(c: Any, stub: Any, rpc: str, request: Any, timeout_s: float = 10) -> Any:
-    return await c.call(
-        lambda ch, t: getattr(stub(ch), rpc)(request, timeout=t),
-        idempotent=False,
-        timeout_s=timeout_s,
-    )
-
-
 async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: SvidSource) -> None:
     async with client(svids, cluster.members[1]) as first:
-        status = await _call(
+        status = await unary_call(
             first, cluster_pb2_grpc.ClusterServiceStub, "Status", cluster_pb2.StatusRequest()
         )
     async with client(svids, cluster.members[status.leader_id]) as leader:
         for i in range(
             120
         ):  # enough to compact the log past its start: the joiner needs a snapshot
-            await _call(
+            await unary_call(
                 leader,
                 kv_pb2_grpc.KVServiceStub,
                 "Put",
                 kv_pb2.PutRequest(key=b"m/%03d" % i, value=b"v"),
             )
         cluster.ports[4] = free_port()
-        added = await _call(
+        added = await unary_call(
             leader,
             cluster_pb2_grpc.ClusterServiceStub,
             "MemberAdd",
@@ -79,13 +77,13 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
         async with client(svids, cluster.members[4]) as joiner:
             deadline = time.monotonic() + 30
             while True:
-                mine = await _call(
+                mine = await unary_call(
                     joiner,
                     cluster_pb2_grpc.ClusterServiceStub,
                     "Status",
                     cluster_pb2.StatusRequest(),
                 )
-                theirs = await _call(
+                theirs = await unary_call(
                     leader,
                     cluster_pb2_grpc.ClusterServiceStub,
                     "Status",
@@ -95,7 +93,7 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
                     break
                 assert time.monotonic() < deadline, "the learner did not catch up"
                 await asyncio.sleep(0.2)
-            got = await _call(
+            got = await unary_call(
                 joiner,
                 kv_pb2_grpc.KVServiceStub,
                 "Range",
@@ -104,14 +102,14 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
             assert got.count == 120
             # The learner learned every member's address (its own record came with the snapshot
             # or the log), so it serves linearizable reads through the leader too.
-            got = await _call(
+            got = await unary_call(
                 joiner, kv_pb2_grpc.KVServiceStub, "Get", kv_pb2.GetRequest(key=b"m/007")
             )
             assert got.found
             member4 = next(m for m in theirs.members if m.id == 4)
             assert member4.zone == "zone-d" and member4.role == cluster_pb2.Member.ROLE_LEARNER
 
-        promoted = await _call(
+        promoted = await unary_call(
             leader,
             cluster_pb2_grpc.ClusterServiceStub,
             "MemberPromote",
@@ -121,7 +119,7 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
 
         async def settled() -> cluster_pb2.StatusResponse:
             while True:
-                s: cluster_pb2.StatusResponse = await _call(
+                s: cluster_pb2.StatusResponse = await unary_call(
                     leader,
                     cluster_pb2_grpc.ClusterServiceStub,
                     "Status",
@@ -134,18 +132,18 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
         s = await asyncio.wait_for(settled(), 10)
         assert {m.id for m in s.members} == {1, 2, 3, 4}
         # A write now needs 3 of 4 members, and still works.
-        await _call(
+        await unary_call(
             leader, kv_pb2_grpc.KVServiceStub, "Put", kv_pb2.PutRequest(key=b"m/after", value=b"4")
         )
 
         with pytest.raises(aio.AioRpcError):
-            await _call(
+            await unary_call(
                 leader,
                 cluster_pb2_grpc.ClusterServiceStub,
                 "MemberPromote",
                 cluster_pb2.MemberPromoteRequest(id=4),
             )
-        await _call(
+        await unary_call(
             leader,
             cluster_pb2_grpc.ClusterServiceStub,
             "MemberRemove",
@@ -154,7 +152,7 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
         s = await asyncio.wait_for(settled(), 10)
         assert {m.id for m in s.members} == {1, 2, 3}
         assert cluster.members[4].process.stop() == 0, "SIGTERM should drain and exit 0"
-        await _call(
+        await unary_call(
             leader,
             kv_pb2_grpc.KVServiceStub,
             "Put",
@@ -167,7 +165,7 @@ async def test_watch_from_a_compacted_revision_is_out_of_range(
 ) -> None:
     async with client(svids, cluster.members[2]) as c:
         for i in range(60):  # history is kept for 20 revisions here
-            await _call(
+            await unary_call(
                 c, kv_pb2_grpc.KVServiceStub, "Put", kv_pb2.PutRequest(key=b"h/k", value=b"%d" % i)
             )
         await asyncio.sleep(0.5)  # the leader proposes the compaction on its next check
@@ -179,7 +177,7 @@ async def test_watch_from_a_compacted_revision_is_out_of_range(
         assert compacted.value.code() == grpc.StatusCode.OUT_OF_RANGE
         assert (compacted.value.details() or "").startswith("start_revision:")
         with pytest.raises(aio.AioRpcError) as old_read:
-            await _call(
+            await unary_call(
                 c, kv_pb2_grpc.KVServiceStub, "Get", kv_pb2.GetRequest(key=b"h/k", revision=2)
             )
         assert old_read.value.code() == grpc.StatusCode.OUT_OF_RANGE

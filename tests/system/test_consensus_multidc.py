@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,7 +26,15 @@ from grpc import aio
 
 from tests.support.faultproxy import FaultNetwork
 from tests.support.history import ClusterClients
-from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import (
+    ConsensusCluster,
+    Mesh,
+    client,
+    consensus_cluster,
+    member_clients,
+    svid_source,
+)
+from tests.support.metrics import metric
 from x0tta6bl4.consensus.settings import load_raft_settings
 from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from x0tta6bl4.devstack.procs import free_port
@@ -54,29 +61,15 @@ def cluster(
         network=network,
         member_env={REMOTE: {"X0_RAFT_LINK_RTT_MS": "1=80,2=80"}},
     )
-    for name in cluster.links:
-        if str(REMOTE) in name.split("->"):
-            network.set_latency(name, WAN_ONE_WAY_S)
+    for name in cluster.links_of(REMOTE):
+        network.set_latency(name, WAN_ONE_WAY_S)
     return cluster
 
 
 @pytest.fixture
 async def clients(cluster: ConsensusCluster, mesh: Mesh) -> AsyncIterator[ClusterClients]:
-    async with svid_source(mesh.workload("operator")) as svids, AsyncExitStack() as stack:
-        yield ClusterClients(
-            {
-                i: await stack.enter_async_context(client(svids, member))
-                for i, member in cluster.members.items()
-            }
-        )
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        sample, _, value = line.rpartition(" ")
-        if sample == name:
-            return float(value)
-    raise AssertionError(f"metric {name} not exported")
+    async with member_clients(mesh, cluster.members) as by_member:
+        yield ClusterClients(by_member)
 
 
 async def wait_leader(clients: ClusterClients, want: int, timeout_s: float = 30) -> float:
@@ -163,7 +156,7 @@ async def test_bounded_staleness_reads_served_by_a_follower(
         assert time.monotonic() < deadline, "the follower never showed the write"
         await asyncio.sleep(0.05)
     assert got.header.member_id == follower
-    names = [n for n in cluster.links_of(follower)]
+    names = cluster.links_of(follower)
     network.partition(*names, mode="drop")
     try:
         await asyncio.sleep(1.5)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import grpc
 import pytest
@@ -26,7 +25,7 @@ from grpc import aio
 
 from tests.support.faultproxy import FaultNetwork
 from tests.support.history import ClusterClients
-from tests.support.mesh import ConsensusCluster, Mesh, client, consensus_cluster, svid_source
+from tests.support.mesh import ConsensusCluster, Mesh, consensus_cluster, member_clients
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -47,22 +46,9 @@ async def clients(
     cluster: ConsensusCluster, mesh: Mesh, network: FaultNetwork
 ) -> AsyncIterator[ClusterClients]:
     network.heal()
-    async with svid_source(mesh.workload("operator")) as svids, AsyncExitStack() as stack:
-        yield ClusterClients(
-            {
-                i: await stack.enter_async_context(client(svids, member))
-                for i, member in cluster.members.items()
-            }
-        )
+    async with member_clients(mesh, cluster.members) as by_member:
+        yield ClusterClients(by_member)
     network.heal()
-
-
-def isolate(network: FaultNetwork, cluster: ConsensusCluster, node: int) -> list[str]:
-    """Drop every byte between ``node`` and the other members (both directions)."""
-    names = [f"{node}->{j}" for j in cluster.ports if j != node]
-    names += [f"{j}->{node}" for j in cluster.ports if j != node]
-    network.partition(*names, mode="drop")
-    return names
 
 
 async def write_until(
@@ -88,20 +74,6 @@ async def write_until(
             break
 
 
-async def wait_caught_up(clients: ClusterClients, member: int, leader: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            target = (await clients.status(leader)).commit_index
-            mine = await clients.status(member)
-            if mine.leader_id == leader and mine.applied_index >= target:
-                return
-        except aio.AioRpcError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"member {member} did not catch up with leader {leader} in 30 s")
-
-
 async def assert_all_present(
     clients: ClusterClients, member: int, prefix: bytes, acked: dict[bytes, bytes]
 ) -> None:
@@ -119,7 +91,7 @@ async def test_isolated_leader_cannot_commit_and_majority_moves_on(
     others = [i for i in cluster.ports if i != old_leader]
     await write_until(clients, [*others, old_leader], b"part/before", 20, acked)
 
-    isolate(network, cluster, old_leader)
+    cluster.isolate(old_leader)
     cut_at = time.monotonic()
     # The old leader still believes it leads for up to an election timeout: a write sent to
     # it now cannot reach a quorum, so it must never be acknowledged (and never be applied).
@@ -148,7 +120,7 @@ async def test_isolated_leader_cannot_commit_and_majority_moves_on(
 
     network.heal()
     healed_at = time.monotonic()
-    await wait_caught_up(clients, old_leader, new_leader)
+    await clients.wait_caught_up(old_leader, new_leader)
     caught_up_s = time.monotonic() - healed_at
     leader_after, _ = await clients.agreed_leader()
     print(
@@ -173,7 +145,7 @@ async def test_rejoining_partitioned_follower_does_not_disrupt_the_leader(
     when it comes back it neither forces a new election nor deposes the leader."""
     leader, term = await clients.agreed_leader()
     follower = next(i for i in cluster.ports if i != leader)
-    isolate(network, cluster, follower)
+    cluster.isolate(follower)
     # Many election timeouts: without pre-vote the follower would have raised its term ~10x.
     deadline = time.monotonic() + 10 * ELECTION_S
     follower_terms = set()
@@ -184,7 +156,7 @@ async def test_rejoining_partitioned_follower_does_not_disrupt_the_leader(
     network.heal()
     acked: dict[bytes, bytes] = {}
     await write_until(clients, [leader], b"prevote/k", 10, acked)
-    await wait_caught_up(clients, follower, leader)
+    await clients.wait_caught_up(follower, leader)
     await asyncio.sleep(3 * ELECTION_S)  # time for a disruptive election, had there been one
     after = await clients.leaders()
     print(
@@ -219,7 +191,7 @@ async def test_sigstopped_leader_is_replaced_and_steps_down_on_sigcont(
         cluster.resume(old_leader)
         clients.down.discard(old_leader)
     resumed_at = time.monotonic()
-    await wait_caught_up(clients, old_leader, new_leader)
+    await clients.wait_caught_up(old_leader, new_leader)
     stepped_down_s = time.monotonic() - resumed_at
     print(
         f"\nleader {old_leader} SIGSTOPped (term {old_term}): {new_leader} elected (term "

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 import pytest
 from grpc import aio
 
 from tests.support.faultproxy import FaultNetwork
-from tests.support.mesh import Mesh, SyncCluster, client, free_port, svid_source, sync_cluster
+from tests.support.mesh import (
+    Mesh,
+    SyncCluster,
+    client,
+    eventually,
+    member_clients,
+    svid_source,
+    sync_cluster,
+)
 from tests.support.sync_client import (
     AW,
     PN,
     RW,
     add,
     converged,
-    eventually,
     get,
     inc,
     plain,
@@ -33,6 +39,7 @@ from tests.support.sync_client import (
     stats,
     update,
 )
+from x0tta6bl4.devstack.procs import free_port
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.sync.v1 import replication_pb2, replication_pb2_grpc, sync_pb2, sync_pb2_grpc
 
@@ -47,24 +54,13 @@ ENV = {"X0_SYNC_PUSH_INTERVAL_MS": "50", "X0_SYNC_ANTI_ENTROPY_INTERVAL_MS": "25
 def cluster(
     mesh: Mesh, network: FaultNetwork, tmp_path_factory: pytest.TempPathFactory
 ) -> SyncCluster:
-    ports = {rid: free_port() for rid in IDS}
-    links = {
-        f"{i}->{j}": network.link(f"{i}->{j}", ports[j]).port for i in IDS for j in IDS if i != j
-    }
-    return sync_cluster(
-        mesh, tmp_path_factory.mktemp("sync"), IDS, env=ENV, links=links, ports=ports
-    )
+    return sync_cluster(mesh, tmp_path_factory.mktemp("sync"), IDS, env=ENV, network=network)
 
 
-@contextlib.asynccontextmanager
-async def clients_for(
+def clients_for(
     mesh: Mesh, cluster: SyncCluster, ids: tuple[str, ...]
-) -> AsyncIterator[dict[str, MeshClient]]:
-    async with AsyncExitStack() as stack:
-        svids = await stack.enter_async_context(svid_source(mesh.workload("operator")))
-        yield {
-            rid: await stack.enter_async_context(client(svids, cluster.members[rid])) for rid in ids
-        }
+) -> AbstractAsyncContextManager[dict[str, MeshClient]]:
+    return member_clients(mesh, {rid: cluster.members[rid] for rid in ids})
 
 
 class Watcher:

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import grpc
 import pytest
 from grpc import aio
 
 from tests.support.faultproxy import FaultNetwork
-from tests.support.mesh import Mesh, SyncCluster, client, free_port, svid_source, sync_cluster
+from tests.support.mesh import (
+    Mesh,
+    SyncCluster,
+    client,
+    eventually,
+    member_clients,
+    svid_source,
+    sync_cluster,
+)
 from tests.support.sync_client import (
     AW,
     LWW,
@@ -22,7 +29,6 @@ from tests.support.sync_client import (
     RW,
     add,
     converged,
-    eventually,
     get,
     inc,
     plain,
@@ -44,23 +50,13 @@ ENV = {"X0_SYNC_PUSH_INTERVAL_MS": "50", "X0_SYNC_ANTI_ENTROPY_INTERVAL_MS": "25
 def cluster(
     mesh: Mesh, network: FaultNetwork, tmp_path_factory: pytest.TempPathFactory
 ) -> SyncCluster:
-    ports = {rid: free_port() for rid in IDS}
-    links = {
-        f"{i}->{j}": network.link(f"{i}->{j}", ports[j]).port for i in IDS for j in IDS if i != j
-    }
-    return sync_cluster(
-        mesh, tmp_path_factory.mktemp("sync"), IDS, env=ENV, links=links, ports=ports
-    )
+    return sync_cluster(mesh, tmp_path_factory.mktemp("sync"), IDS, env=ENV, network=network)
 
 
 @pytest.fixture
 async def clients(mesh: Mesh, cluster: SyncCluster) -> AsyncIterator[dict[str, MeshClient]]:
-    async with AsyncExitStack() as stack:
-        svids = await stack.enter_async_context(svid_source(mesh.workload("operator")))
-        out = {
-            rid: await stack.enter_async_context(client(svids, cluster.members[rid])) for rid in IDS
-        }
-        yield out
+    async with member_clients(mesh, cluster.members) as by_replica:
+        yield by_replica
 
 
 async def test_bad_input_is_invalid_argument_naming_the_field(
@@ -172,11 +168,7 @@ async def test_kill9_restart_loses_no_acknowledged_update_and_needs_no_resync(
 async def test_remove_and_gc_after_causal_stability_never_resurrects(
     mesh: Mesh, cluster: SyncCluster
 ) -> None:
-    async with AsyncExitStack() as stack:
-        svids = await stack.enter_async_context(svid_source(mesh.workload("operator")))
-        cs = {
-            rid: await stack.enter_async_context(client(svids, cluster.members[rid])) for rid in IDS
-        }
+    async with member_clients(mesh, cluster.members) as cs:
         await update(cs["a"], "rw", add("x"), type=RW)
         await update(cs["a"], "rw", add("y"))
         await converged(cs, "rw", ["x", "y"])
