@@ -76,11 +76,18 @@ def _step(op: Op, state: str | None) -> tuple[bool, str | None]:
 
 
 def check_register(ops: list[Op], initial: str | None = None, budget: int = 2_000_000) -> bool:
-    """Is this single-register history linearizable? (depth-first search with memoisation)"""
+    """Is this single-register history linearizable? (depth-first search with memoisation)
+
+    Ops are indexed in call order, so the ops that may be linearized next are a run of the
+    not-yet-linearized ones starting at the first of them: each step looks at those, not at
+    the whole history."""
     n = len(ops)
     if n == 0:
         return True
+    ops = sorted(ops, key=lambda o: o.call)
+    calls = [op.call for op in ops]
     rets = [INF if op.ret is None else float(op.ret) for op in ops]
+    by_ret = sorted(range(n), key=rets.__getitem__)
     required = 0
     for i, op in enumerate(ops):
         if op.ret is not None:
@@ -99,16 +106,14 @@ def check_register(ops: list[Op], initial: str | None = None, budget: int = 2_00
         if steps > budget:
             raise RuntimeError("linearizability search budget exhausted")
         # An op may be linearized next iff it was called before every remaining op returned.
-        min_ret = min(rets[i] for i in range(n) if not done >> i & 1)
-        for i in range(n):
-            if done >> i & 1:
-                continue
-            op = ops[i]
-            if op.call > min_ret:
-                continue
-            possible, after = _step(op, state)
-            if possible:
-                stack.append((done | 1 << i, after))
+        min_ret = next(rets[i] for i in by_ret if not done >> i & 1)
+        i = (~done & (done + 1)).bit_length() - 1  # the first op not linearized yet
+        while i < n and calls[i] <= min_ret:
+            if not done >> i & 1:
+                possible, after = _step(ops[i], state)
+                if possible:
+                    stack.append((done | 1 << i, after))
+            i += 1
     return False
 
 
