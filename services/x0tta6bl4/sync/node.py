@@ -174,13 +174,25 @@ class SyncNode:
         t0 = time.perf_counter()
         try:
             await asyncio.to_thread(self.store.append, events)
-            if self.store.logged_since_checkpoint >= self.settings.checkpoint_events:
-                await asyncio.to_thread(self.store.write_checkpoint, self.replica.checkpoint())
         except OSError as err:
-            self.failed = f"storage failed: {err}"
-            log.error("sync_storage_failed", error=str(err))
-            raise Unavailable(f"the write could not be made durable: {err}") from None
+            raise self._storage_failed(err) from None
+        if self.store.logged_since_checkpoint >= self.settings.checkpoint_events:
+            await self._checkpoint()
         metrics.LOG_FSYNC_DURATION.observe(time.perf_counter() - t0)
+
+    async def _checkpoint(self) -> None:
+        """Write the whole replica as the checkpoint; caller holds the lock."""
+        try:
+            await asyncio.to_thread(self.store.write_checkpoint, self.replica.checkpoint())
+        except OSError as err:
+            raise self._storage_failed(err) from None
+
+    def _storage_failed(self, err: OSError) -> Unavailable:
+        """Stop taking writes and handing out state: what is in memory may not be on disk, and
+        a restart would reuse the dots of events that were never made durable."""
+        self.failed = f"storage failed: {err}"
+        log.error("sync_storage_failed", error=str(err))
+        return Unavailable(f"the change could not be made durable: {err}")
 
     def _check_writable(self) -> None:
         if self.failed:
@@ -232,11 +244,7 @@ class SyncNode:
             except InvalidOperation as err:
                 raise InvalidArgument(err.field, err.reason) from None
             metrics.MERGE_DURATION.observe(time.perf_counter() - t0)
-            try:
-                await asyncio.to_thread(self.store.write_checkpoint, self.replica.checkpoint())
-            except OSError as err:
-                self.failed = f"storage failed: {err}"
-                raise Unavailable(self.failed) from None
+            await self._checkpoint()
             self.snapshots_received += 1
         metrics.SNAPSHOTS_RECEIVED.labels(snap.sender).inc()
         self.last_exchange[snap.sender] = time.monotonic()
@@ -247,6 +255,7 @@ class SyncNode:
 
     async def on_digest(self, digest: Digest) -> tuple[DeltaBatch | Snapshot | None, Digest]:
         async with self.lock:
+            self._check_writable()
             try:
                 reply = self.replica.on_digest(digest, now_ms())
             except InvalidOperation as err:
@@ -264,6 +273,7 @@ class SyncNode:
 
     async def snapshot_bytes(self) -> bytes:
         async with self.lock:
+            self._check_writable()
             snap = self.replica.snapshot()
         return encode_snapshot(snap)
 
@@ -371,7 +381,7 @@ class SyncNode:
     async def push_once(self, peer: str) -> bool:
         """Send one batch of what ``peer`` has not acknowledged; True if one was sent."""
         async with self.lock:
-            if peer not in self.replica.members:
+            if self.failed or peer not in self.replica.members:
                 return False
             batch = self.replica.push(peer, now_ms())
         if batch is None:
@@ -485,7 +495,7 @@ class SyncNode:
             if report.collected_tokens:
                 # The collection is a replicated removal event: make it durable before any
                 # push can send it.
-                await asyncio.to_thread(self.store.write_checkpoint, self.replica.checkpoint())
+                await self._checkpoint()
             unacked = {p: self.replica.unacked(p) for p in self.replica.members}
         self.gc_collected += report.collected_tokens
         self.gc_dropped += report.dropped_events
