@@ -467,12 +467,20 @@ class RaftRuntime:
         rd: Ready = self.node.ready()
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state)
+        conf_changed = False
+        applied_early = False
+        if rd.committed_entries and not rd.entries and rd.snapshot is None:
+            # Only commits (their entries are durable here already): answer the clients
+            # first, then tell the followers the new commit index. The messages' sender
+            # tasks would otherwise run before the waiting clients' replies.
+            applied_early = True
+            conf_changed = self._apply(rd)
+            self._release_reads(rd)
+            self._release_applied_waiters()
         if rd.messages:
             self.transport.send(rd.messages)
         if rd.snapshot is not None:
             await self._install_received_snapshot(rd.snapshot)
-        conf_changed = False
-        applied_early = False
         if rd.entries or rd.hard_state is not None:
             if rd.must_sync:
                 # Group commit: the fsync runs in a worker thread while this loop keeps
@@ -480,14 +488,20 @@ class RaftRuntime:
                 # next fsync) and batching reads. Committed entries that were already durable
                 # here (all below this Ready's entries) are applied meanwhile: they are on a
                 # quorum and on this member's disk, so answering them now is safe.
-                write = asyncio.ensure_future(
-                    asyncio.to_thread(self.durable.write, rd.entries, rd.hard_state, True)
+                # Submitted now (run_in_executor), not from a task's first step a loop
+                # iteration later, behind the sender tasks this Ready just woke.
+                write = asyncio.get_running_loop().run_in_executor(
+                    None, self.durable.write, rd.entries, rd.hard_state, True
                 )
                 write.add_done_callback(self._wake)
-                if rd.snapshot is None and (
-                    not rd.entries
-                    or not rd.committed_entries
-                    or rd.committed_entries[-1].index < rd.entries[0].index
+                if (
+                    not applied_early
+                    and rd.snapshot is None
+                    and (
+                        not rd.entries
+                        or not rd.committed_entries
+                        or rd.committed_entries[-1].index < rd.entries[0].index
+                    )
                 ):
                     applied_early = True
                     conf_changed = self._apply(rd)
