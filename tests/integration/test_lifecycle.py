@@ -57,8 +57,9 @@ def test_readyz_is_false_until_the_svid_arrives(mesh: Mesh) -> None:
     assert "spiffe://x0tta6bl4.mesh/ns/local/sa/sync" in str(body["checks"])
 
 
-async def test_sigterm_during_an_rpc_lets_it_finish(mesh: Mesh) -> None:
-    service = mesh.service("healer")
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_sigterm_during_an_rpc_lets_it_finish(mesh: Mesh, event_loop: str) -> None:
+    service = mesh.service("healer", env={"X0_EVENT_LOOP": event_loop})
     async with svid_source(mesh.workload("operator")) as svids, client(svids, service) as c:
         slow = asyncio.ensure_future(
             c.call(
@@ -86,6 +87,12 @@ async def test_sigterm_during_an_rpc_lets_it_finish(mesh: Mesh) -> None:
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert service.process.popen is not None
     assert await asyncio.to_thread(service.process.popen.wait, 20) == 0
+    serving = [
+        json.loads(line)
+        for line in service.process.log_path.read_text().splitlines()
+        if '"serving"' in line
+    ]
+    assert serving and serving[0]["event_loop"] == event_loop
 
 
 async def test_bad_ping_arguments_are_invalid_argument_naming_the_field(mesh: Mesh) -> None:
@@ -124,6 +131,7 @@ async def test_bad_ping_arguments_are_invalid_argument_naming_the_field(mesh: Me
         ("X0_DRAIN_TIMEOUT_S", "-5"),
         ("X0_SVID_TIMEOUT_S", "nan"),
         ("X0_LOG_LEVEL", "loud"),
+        ("X0_EVENT_LOOP", "trio"),
         ("X0_DEPENDENCIES", "nosuchservice=127.0.0.1:1"),
         ("X0_DEPENDENCY_PROBE_INTERVAL_S", "0"),
         ("X0_CONFIG_FILE", "/nonexistent/x0.yaml"),

@@ -26,6 +26,7 @@ T = TypeVar("T")
 SERVICES = ("identity", "policy", "consensus", "sync", "healer", "ops")
 TRUST_DOMAIN = "x0tta6bl4.mesh"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+EVENT_LOOPS = ("uvloop", "asyncio")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
 
@@ -57,6 +58,7 @@ class Settings:
     svid_timeout_s: float = 60.0
     state_dir: str = ""
     log_level: str = "info"
+    event_loop: str = "uvloop"
     dependencies: dict[str, HostPort] = dataclasses.field(default_factory=dict)
     dependency_probe_interval_s: float = 2.0
 
@@ -226,6 +228,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "svid_timeout_s": _positive_float,
     "state_dir": _text,
     "log_level": _one_of(_LOG_LEVELS),
+    "event_loop": _one_of(EVENT_LOOPS),
     "dependencies": _dependencies,
     "dependency_probe_interval_s": _positive_float,
 }

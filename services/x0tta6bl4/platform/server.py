@@ -177,7 +177,13 @@ async def serve(
         for name in ["", *names]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         probes.start()
-        log.info("serving", grpc_port=port, http_port=http.port, services=names)
+        log.info(
+            "serving",
+            grpc_port=port,
+            http_port=http.port,
+            services=names,
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
         await stop.wait()
 
         log.info("draining", timeout_s=settings.drain_timeout_s)

@@ -65,3 +65,10 @@ def test_zero_cache_ttl_is_allowed_but_negative_is_not() -> None:
     assert load_settings("ops", {**BASE, "X0_AUTHZ_CACHE_TTL_S": "0"}).authz_cache_ttl_s == 0
     with pytest.raises(ConfigError, match="X0_AUTHZ_CACHE_TTL_S: must be >= 0"):
         load_settings("ops", {**BASE, "X0_AUTHZ_CACHE_TTL_S": "-1"})
+
+
+def test_event_loop_defaults_to_uvloop_and_bad_names_are_named() -> None:
+    assert load_settings("ops", BASE).event_loop == "uvloop"
+    assert load_settings("ops", {**BASE, "X0_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(ConfigError, match="X0_EVENT_LOOP: must be one of uvloop, asyncio"):
+        load_settings("ops", {**BASE, "X0_EVENT_LOOP": "trio"})
