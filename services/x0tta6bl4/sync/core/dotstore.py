@@ -161,15 +161,15 @@ def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotF
     # the stores are usually tiny (a register holds one entry).
     av, acl = ca._v, ca._cloud
     bv, bcl = cb._v, cb._cloud
-    if len(ad) == 1 and len(bd) == 1:
-        ((da, va),) = ad.items()
-        ((db, vb),) = bd.items()
+    if len(ad) == 1 == len(bd):
+        (da,) = ad
+        (db,) = bd
         if da == db:  # the same entry (on a shared dot the general join keeps ``a``'s payload)
             return a
-        keep_a = not (da[1] <= bv.get(da[0], 0) or da in bcl)
-        keep_b = not (db[1] <= av.get(db[0], 0) or db in acl)
+        keep_a = da[1] > bv.get(da[0], 0) and not (bcl and da in bcl)
+        keep_b = db[1] > av.get(db[0], 0) and not (acl and db in acl)
         if keep_a:
-            return DotFun._wrap({da: va, db: vb}) if keep_b else a
+            return DotFun._wrap(ad | bd) if keep_b else a
         return b if keep_b else EMPTY_FUN
     if ad == bd:  # both sides hold the same entries: the join keeps exactly those
         return a

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from itertools import chain, compress
-from operator import attrgetter, is_, itemgetter, ne, or_
+from operator import itemgetter
 from typing import TYPE_CHECKING, TypeAlias
 
 from .causal import EMPTY_CONTEXT, CausalContext, Dot, VersionVector, check_replica
@@ -48,8 +47,8 @@ from .dotstore import (
     dots,
     join,
     join_at,
+    join_fun,
     unseen,
-    unseen_dots,
 )
 from .errors import InvalidOperation
 from .flags import DWFlag, EWFlag
@@ -648,36 +647,26 @@ class Replica:
         self._join_shared(mine, list(map(incoming.__getitem__, both)), their_cc)
 
     def _join_shared(self, mine: list[Entry], theirs: list[Entry], their_cc: CausalContext) -> None:
-        """Join the keys both sides hold (``mine[i]`` and ``theirs[i]`` are one key's), all at
-        once when they allow it, else key by key."""
+        """Join the keys both sides hold (``mine[i]`` and ``theirs[i]`` are one key's).
+
+        One pass, key by key: each join touches only its two small stores, which beats
+        whole-column passes that each walk every entry of both states again."""
         data, mine_cc = self._data, self._cc
-        pairs: Iterable[tuple[Entry, Entry]] = zip(mine, theirs, strict=True)
-        if set(map(type, map(itemgetter(2), mine))) | set(
-            map(type, map(itemgetter(2), theirs))
-        ) <= {DotFun} and all(map(is_, map(itemgetter(1), mine), map(itemgetter(1), theirs))):
-            # Dot functions of one type on both sides: equal stores are their own join, and
-            # when no entry either side lacks was seen by the other, each join is the union.
-            mine_d = list(map(attrgetter("_d"), map(itemgetter(2), mine)))
-            theirs_d = list(map(attrgetter("_d"), map(itemgetter(2), theirs)))
-            differ = list(map(ne, mine_d, theirs_d))
-            mine_d, theirs_d = list(compress(mine_d, differ)), list(compress(theirs_d, differ))
-            unions = list(map(or_, mine_d, theirs_d))
-            held = set(chain.from_iterable(unions))
-            mine_dots = set(chain.from_iterable(mine_d))
-            theirs_dots = set(chain.from_iterable(theirs_d))
-            if (
-                len(held) == sum(map(len, unions))  # no dot under two keys: so the differences
-                and unseen_dots(theirs_dots - mine_dots, mine_cc)  # taken over all keys are
-                and unseen_dots(mine_dots - theirs_dots, their_cc)  # those of each key
-            ):
-                keys = list(compress(map(itemgetter(0), mine), differ))
-                specs = map(itemgetter(1), compress(mine, differ))
-                stores = map(DotFun._wrap, unions)
-                data.update(zip(keys, zip(keys, specs, stores, strict=True), strict=True))
-                return
-            pairs = compress(pairs, differ)
-        for current, other in pairs:
-            self._join_key(current[0], current, other, their_cc)
+        for current, other in zip(mine, theirs, strict=True):
+            key, spec, stored = current
+            value = other[2]
+            if stored is value:
+                continue
+            if type(stored) is not DotFun or type(value) is not DotFun or other[1] is not spec:
+                self._join_key(key, current, other, their_cc)
+                continue
+            merged = join_fun(stored, mine_cc, value, their_cc)  # the usual case, inlined
+            if merged is stored:
+                continue
+            if not merged._d:
+                del data[key]
+            else:
+                data[key] = other if merged is value else (key, spec, merged)
 
     def _join_key(
         self, key: str, current: Entry | None, theirs: Entry | None, their_cc: CausalContext

@@ -376,7 +376,7 @@ def _read_registers(
     dots = map(tuple.__new__, repeat(Dot), zip(owners, counters, strict=True))
     items = zip(dots, zip(walls, logicals, values, strict=True), strict=True)
     if total == n:  # one entry per register: the usual case
-        stores = list(map(dict, zip(items, strict=True)))
+        stores = [{dot: payload} for dot, payload in items]
     else:
         flat = list(items)
         ends = list(accumulate(sizes))
