@@ -525,6 +525,15 @@ class X0Cluster(System):
 # -- load generation ----------------------------------------------------------------------------
 
 
+
+def _describe_error(err: BaseException) -> str:
+    """One line: a gRPC error's status code and details, anything else's type and text."""
+    code, details = getattr(err, "code", None), getattr(err, "details", None)
+    if callable(code) and callable(details):
+        return f"{type(err).__name__} {code().name}: {str(details())[:200]}"
+    return f"{type(err).__name__}: {str(err)[:200]}"
+
+
 @dataclass
 class Plan:
     clients: tuple[int, ...]
@@ -600,7 +609,7 @@ async def run_phase(
             except Exception as err:
                 errors += 1
                 if not first_error:
-                    first_error = f"{type(err).__name__}: {str(err)[:200]}"
+                    first_error = _describe_error(err)
                 await asyncio.sleep(0.01)
             else:
                 t1 = time.perf_counter()
