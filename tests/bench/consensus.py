@@ -525,7 +525,6 @@ class X0Cluster(System):
 # -- load generation ----------------------------------------------------------------------------
 
 
-
 def _describe_error(err: BaseException) -> str:
     """One line: a gRPC error's status code and details, anything else's type and text."""
     code, details = getattr(err, "code", None), getattr(err, "details", None)
