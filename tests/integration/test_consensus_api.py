@@ -279,3 +279,29 @@ async def test_transfer_leadership(clients: dict[int, MeshClient]) -> None:
     assert moved.leader_id == target
     put = await kv(clients[status.leader_id], "Put", kv_pb2.PutRequest(key=b"api/t", value=b"1"))
     assert put.header.revision > 0
+
+
+async def test_sigterm_stops_a_member_cleanly_and_it_restarts_with_its_data(
+    cluster: ConsensusCluster, mesh: Mesh, clients: dict[int, MeshClient]
+) -> None:
+    """Last in this module: it restarts a member (the cluster is whole again afterwards)."""
+    status = await cl(clients[1], "Status", cluster_pb2.StatusRequest())
+    member = next(i for i in clients if i != status.leader_id)
+    await kv(clients[status.leader_id], "Put", kv_pb2.PutRequest(key=b"api/kept", value=b"v"))
+    process = cluster.members[member].process
+    assert process.stop() == 0, "SIGTERM should drain and exit 0"
+    stopped = [line for line in process.log_tail(200).splitlines() if '"raft.stopped"' in line]
+    assert stopped, "the member did not close its Raft runtime (WAL, peer links) on SIGTERM"
+    cluster.start(member)
+    cluster.wait_ready([member])
+    async with member_clients(mesh, {member: cluster.members[member]}) as restarted:
+
+        async def served_locally() -> bool:
+            got = await kv(
+                restarted[member],
+                "Get",
+                kv_pb2.GetRequest(key=b"api/kept", serializable=True),
+            )
+            return bool(got.found and got.kv.value == b"v")
+
+        await eventually(served_locally, 30, "the restarted member serves the key it had")

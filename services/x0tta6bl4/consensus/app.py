@@ -34,6 +34,7 @@ def make_register(raft: RaftSettings) -> Register:
         # Added before the first await: /readyz may be evaluating concurrently.
         rt.readiness.add("raft", runtime.ready_check)
         await runtime.start()
+        rt.on_stop(runtime.stop)
         kv_pb2_grpc.add_KVServiceServicer_to_server(KvServicer(runtime), server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(runtime), server)
         raft_servicer = RaftServicer(runtime)

@@ -88,6 +88,7 @@ log = structlog.get_logger(__name__)
 LEASE_CHECK_S = 0.1
 METRICS_EVERY_S = 0.5
 READ_ROUND_S = 0.1
+WRITE_DRAIN_TIMEOUT_S = 2.0
 
 
 class ResourceExhausted(ServiceError):
@@ -176,6 +177,8 @@ class RaftRuntime:
         self._wakeup = asyncio.Event()
         self._ticks_due = 0
         self._persisting = False
+        # The WAL write running in a worker thread, if any (stop() waits for it).
+        self._write: asyncio.Future[float] | None = None
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._reads: dict[bytes, list[asyncio.Future[int]]] = {}
         self._read_queue: list[asyncio.Future[int]] = []
@@ -281,7 +284,13 @@ class RaftRuntime:
         await self.transport.close()
         for client in self._forward_clients.values():
             await client.close()
+        if self._write is not None:
+            # A cancelled loop leaves its write running in the worker thread: let it finish
+            # before the WAL closes under it (what it wrote was never acknowledged).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._write), WRITE_DRAIN_TIMEOUT_S)
         self.durable.close()
+        log.info("raft.stopped", term=self.node.term, applied=self.applied)
 
     # ------------------------------------------------------------------ inbox
 
@@ -490,7 +499,7 @@ class RaftRuntime:
                 # quorum and on this member's disk, so answering them now is safe.
                 # Submitted now (run_in_executor), not from a task's first step a loop
                 # iteration later, behind the sender tasks this Ready just woke.
-                write = asyncio.get_running_loop().run_in_executor(
+                write = self._write = asyncio.get_running_loop().run_in_executor(
                     None, self.durable.write, rd.entries, rd.hard_state, True
                 )
                 write.add_done_callback(self._wake)
@@ -515,9 +524,9 @@ class RaftRuntime:
                         self._wakeup.clear()
                         self._drain_and_tick(loop)
                 finally:
+                    # Not cancelled when the loop is: the thread would write on regardless,
+                    # and stop() waits for it before closing the WAL.
                     self._persisting = False
-                    if not write.done():
-                        write.cancel()
                 seconds = write.result()
                 metrics.FSYNC_DURATION.observe(seconds)
                 if rd.entries:

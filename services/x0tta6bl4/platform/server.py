@@ -38,6 +38,10 @@ from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 log = structlog.get_logger(__name__)
 
 
+Teardown = Callable[[], Awaitable[None]]
+TEARDOWN_TIMEOUT_S = 5.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Runtime:
     """What a service's ``register`` hook gets to build its servicers with."""
@@ -46,6 +50,13 @@ class Runtime:
     svids: SvidSource
     telemetry: Telemetry
     readiness: Readiness
+    teardowns: list[Teardown] = dataclasses.field(default_factory=list)
+
+    def on_stop(self, teardown: Teardown) -> None:
+        """Await ``teardown`` when the process stops, after the gRPC server has stopped (no
+        call is in flight any more), latest registered first, each bounded by
+        TEARDOWN_TIMEOUT_S; e.g. to close files and peer channels the service opened."""
+        self.teardowns.append(teardown)
 
     def peer_client(self, address: str, *, timeout_s: float, max_attempts: int) -> MeshClient:
         """An mTLS client to another replica of this same service at ``address``."""
@@ -127,6 +138,7 @@ async def serve(
 
     server: aio.Server | None = None
     health = HealthServicer()
+    runtime = Runtime(settings, svids, telemetry, readiness)
     try:
         waiter = asyncio.ensure_future(
             asyncio.to_thread(svids.wait_loaded, settings.svid_timeout_s)
@@ -160,7 +172,7 @@ async def serve(
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = [diagnostics_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name]
         if register is not None:
-            names += await register(server, Runtime(settings, svids, telemetry, readiness))
+            names += await register(server, runtime)
         reflection.enable_server_reflection(
             [
                 *names,
@@ -195,6 +207,7 @@ async def serve(
     finally:
         if server is not None:
             await server.stop(grace=None)
+        await _tear_down(runtime.teardowns)
         await probes.close()
         svids.close()
         await authorizer.close()
@@ -202,3 +215,14 @@ async def serve(
         telemetry.shutdown(timeout_s=min(5.0, settings.drain_timeout_s))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _tear_down(teardowns: list[Teardown]) -> None:
+    """Run the services' teardowns, latest registered first; one that fails or hangs is
+    logged and does not keep the others (or the exit) waiting."""
+    for teardown in reversed(teardowns):
+        try:
+            async with asyncio.timeout(TEARDOWN_TIMEOUT_S):
+                await teardown()
+        except Exception:
+            log.exception("teardown_failed", teardown=getattr(teardown, "__qualname__", "?"))

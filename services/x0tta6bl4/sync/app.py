@@ -27,6 +27,7 @@ def make_register(sync: SyncSettings) -> Register:
             ReplicationServicer(node), server
         )
         await node.start()
+        rt.on_stop(node.close)
         return [
             sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name,
             replication_pb2.DESCRIPTOR.services_by_name["ReplicationService"].full_name,

@@ -157,6 +157,7 @@ class SyncNode:
             async with self.lock:
                 await asyncio.to_thread(self.store.write_checkpoint, self.replica.checkpoint())
         self.store.close()
+        log.info("sync_stopped", keys=self.replica.key_count)
 
     async def ready(self) -> tuple[bool, str]:
         if self.failed:
