@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from x0tta6bl4.platform.config import load_settings
+from x0tta6bl4.platform.config import Settings, load_settings
 from x0tta6bl4.platform.errors import ConfigError
 from x0tta6bl4.platform.server import Register, serve
 from x0tta6bl4.platform.telemetry import configure_logging
@@ -27,10 +27,13 @@ def run_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
     return asyncio.run(main)
 
 
-def run(service: str, register: Register | None = None) -> int:
-    """Load and validate settings, then serve until SIGTERM. Returns the exit code."""
+def run(service: str, build: Callable[[Settings], Register] | None = None) -> int:
+    """Load and validate the settings, build the service's ``register`` hook from them
+    (``build`` validates the service's own settings: a ConfigError there is reported like the
+    platform's), then serve until SIGTERM. Returns the exit code."""
     try:
         settings = load_settings(service)
+        register = build(settings) if build is not None else None
     except ConfigError as err:
         print(f"x0tta6bl4-{service}: {err}", file=sys.stderr)
         return EXIT_CONFIG
