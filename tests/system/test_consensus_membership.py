@@ -4,6 +4,7 @@ catches up through InstallSnapshot), promote it to voter, then remove it again."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 
@@ -35,6 +36,8 @@ def cluster(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> ConsensusCl
             "X0_RAFT_SNAPSHOT_ENTRIES": "50",
             "X0_RAFT_CATCHUP_ENTRIES": "5",
             "X0_RAFT_HISTORY_REVISIONS": "20",
+            # Small chunks: the joiner's snapshot arrives in several InstallSnapshot messages.
+            "X0_RAFT_SNAPSHOT_CHUNK_BYTES": "1024",
         },
     )
 
@@ -58,7 +61,8 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
                 leader,
                 kv_pb2_grpc.KVServiceStub,
                 "Put",
-                kv_pb2.PutRequest(key=b"m/%03d" % i, value=b"v"),
+                # Incompressible values: the snapshot spans several 1 KiB chunks.
+                kv_pb2.PutRequest(key=b"m/%03d" % i, value=hashlib.sha256(b"%d" % i).digest()),
             )
         cluster.ports[4] = free_port()
         added = await unary_call(
@@ -105,7 +109,7 @@ async def test_add_learner_promote_and_remove(cluster: ConsensusCluster, svids: 
             got = await unary_call(
                 joiner, kv_pb2_grpc.KVServiceStub, "Get", kv_pb2.GetRequest(key=b"m/007")
             )
-            assert got.found
+            assert got.found and got.kv.value == hashlib.sha256(b"7").digest()
             member4 = next(m for m in theirs.members if m.id == 4)
             assert member4.zone == "zone-d" and member4.role == cluster_pb2.Member.ROLE_LEARNER
 

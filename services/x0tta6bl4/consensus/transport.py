@@ -164,20 +164,25 @@ class PeerLink:
             size = path.stat().st_size
 
             async def chunks() -> AsyncIterator[raft_pb2.InstallSnapshotRequest]:
+                # One chunk read at a time (in a worker thread): a large snapshot is never
+                # held in memory whole, and the stream's flow control paces the reading.
                 first = True
-                for offset, data in await asyncio.to_thread(
-                    lambda: list(iter_file_chunks(path, self._chunk_bytes))
-                ):
-                    request = raft_pb2.InstallSnapshotRequest(offset=offset, data=data)
-                    if first:
-                        request.sender = m.frm
-                        request.to = m.to
-                        request.term = m.term
-                        request.snapshot_index = m.snapshot.index  # type: ignore[union-attr]
-                        request.snapshot_term = m.snapshot.term  # type: ignore[union-attr]
-                        request.file_size = size
-                        first = False
-                    yield request
+                pieces = iter_file_chunks(path, self._chunk_bytes)
+                try:
+                    while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                        offset, data = piece
+                        request = raft_pb2.InstallSnapshotRequest(offset=offset, data=data)
+                        if first:
+                            request.sender = m.frm
+                            request.to = m.to
+                            request.term = m.term
+                            request.snapshot_index = m.snapshot.index  # type: ignore[union-attr]
+                            request.snapshot_term = m.snapshot.term  # type: ignore[union-attr]
+                            request.file_size = size
+                            first = False
+                        yield request
+                finally:
+                    pieces.close()
 
             log.info("raft.snapshot_sending", peer=self.peer_id, index=m.snapshot.index, bytes=size)
             response = await self._client.call(

@@ -28,7 +28,7 @@ import re
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -338,7 +338,7 @@ def purge_snapshots(directory: Path | str, keep: int, fsync: FsyncFn = os.fsync)
     return victims
 
 
-def iter_file_chunks(path: Path | str, chunk_size: int) -> Iterator[tuple[int, bytes]]:
+def iter_file_chunks(path: Path | str, chunk_size: int) -> Generator[tuple[int, bytes]]:
     """(offset, bytes) pieces of a snapshot file, header first, for an InstallSnapshot stream."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
