@@ -224,6 +224,19 @@ def test_dedup_forgets_least_recently_active_client() -> None:
     assert not kv.apply(encode_request(Put(b"k", b"2"), RequestId(2, 1))).replayed
 
 
+def test_dedup_activity_order_survives_a_snapshot() -> None:
+    kv = KvStateMachine(KvLimits(dedup_clients=2))
+    run(kv, Put(b"k", b"1"), RequestId(1, 1))
+    run(kv, Put(b"k", b"2"), RequestId(2, 1))
+    run(kv, Put(b"k", b"3"), RequestId(1, 2))  # client 2 is now the least recently active
+    copy = KvStateMachine.from_snapshot(kv.snapshot(), KvLimits(dedup_clients=2))
+    for machine in (kv, copy):
+        run(machine, Put(b"k", b"4"), RequestId(3, 1))  # evicts client 2, not client 1
+        assert machine.apply(encode_request(Put(b"k", b"3"), RequestId(1, 2))).replayed
+        assert not machine.apply(encode_request(Put(b"k", b"2"), RequestId(2, 1))).replayed
+    assert copy.snapshot() == kv.snapshot()
+
+
 def test_lease_expiry_removes_bound_keys() -> None:
     kv = KvStateMachine()
     grant = run(kv, LeaseGrant(0, ttl=5))

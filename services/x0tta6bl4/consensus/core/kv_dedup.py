@@ -63,12 +63,14 @@ class DedupTable:
     def record(self, request_id: RequestId, outcome: Outcome) -> None:
         """Remember ``outcome`` for ``request_id``, evicting the oldest entries beyond bounds."""
         self._tick += 1
-        client = self._clients.get(request_id.client_id)
+        # The table is kept in order of activity (least recent first): re-inserting the
+        # client moves it to the end, and the one to forget is the first (no scan).
+        client = self._clients.pop(request_id.client_id, None)
         if client is None:
-            client = self._clients[request_id.client_id] = _Client(self._tick)
-            if len(self._clients) > self._max_clients:
-                oldest = min(self._clients, key=lambda c: self._clients[c].last_active)
-                del self._clients[oldest]
+            client = _Client(self._tick)
+            if len(self._clients) >= self._max_clients:
+                del self._clients[next(iter(self._clients))]
+        self._clients[request_id.client_id] = client
         client.last_active = self._tick
         client.outcomes[request_id.seq] = outcome
         while len(client.outcomes) > self._per_client:
@@ -89,7 +91,7 @@ class DedupTable:
 
     def decode_into(self, r: Reader) -> None:
         """Replace the contents with :meth:`encode_into` output (bounds stay as configured)."""
-        self._clients = {}
+        clients: dict[int, _Client] = {}
         self._tick = r.uint("snapshot.dedup_tick")
         previous = 0
         for _ in range(r.count("snapshot.dedup_clients", 1 << 40)):
@@ -101,4 +103,6 @@ class DedupTable:
             for _ in range(r.count("snapshot.dedup.outcomes", 1 << 40)):
                 seq = r.uint("snapshot.dedup.seq")
                 client.outcomes[seq] = decode_outcome(r, "snapshot.dedup.outcome")
-            self._clients[client_id] = client
+            clients[client_id] = client
+        # Back in order of activity, as :meth:`record` keeps it.
+        self._clients = dict(sorted(clients.items(), key=lambda item: item[1].last_active))
