@@ -40,9 +40,8 @@ from x0tta6bl4.consensus.storage.errors import SnapshotCorrupt, StorageError
 from x0tta6bl4.consensus.storage.records import SnapshotMarker
 from x0tta6bl4.consensus.storage.snapshot_files import (
     SnapshotMeta,
-    list_snapshots,
+    purge_snapshots,
     read_snapshot,
-    read_snapshot_meta,
     remove_temp_files,
     snapshot_name,
     write_snapshot,
@@ -186,13 +185,7 @@ class DurableLog(MemoryLogStore):
         WAL segments up to ``compact_upto`` and older snapshot files."""
         self._wal.save_snapshot(SnapshotMarker(index, term))
         self._wal.compact(min(compact_upto, index))
-        for path in list_snapshots(self.snap_dir):
-            try:
-                older = read_snapshot_meta(path).index < index
-            except StorageError:
-                older = True
-            if older:
-                path.unlink(missing_ok=True)
+        purge_snapshots(self.snap_dir, older_than=index)
 
     # -- writes: memory part (event loop only) ------------------------------------------------
 

@@ -111,7 +111,7 @@ def test_latest_and_purge(tmp_path: Path) -> None:
     newest.write_bytes(b"garbage")  # a damaged newest snapshot is skipped
     latest = latest_snapshot(tmp_path)
     assert latest is not None and latest.index == 30
-    removed = purge_snapshots(tmp_path, keep=1)
+    removed = purge_snapshots(tmp_path, older_than=200)  # by name: the damaged 200 stays
     assert len(removed) == 2 and not any(p.exists() for p in removed)
     assert [p.name[:20] for p in list_snapshots(tmp_path)] == [f"{200:020d}"]
 

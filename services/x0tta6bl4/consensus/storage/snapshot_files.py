@@ -293,6 +293,14 @@ def verify_snapshot(path: Path | str) -> SnapshotMeta:
     return meta
 
 
+def snapshot_index(path: Path) -> int:
+    """The index in a snapshot file's name (as :func:`list_snapshots` lists them)."""
+    match = _NAME.match(path.name)
+    if match is None:
+        raise ValueError(f"{path.name} is not a snapshot file name")
+    return int(match.group(1))
+
+
 def list_snapshots(directory: Path | str) -> list[Path]:
     """Snapshot files in ``directory`` by index, oldest first."""
     directory = Path(directory)
@@ -326,11 +334,12 @@ def remove_temp_files(directory: Path | str) -> list[Path]:
     return removed
 
 
-def purge_snapshots(directory: Path | str, keep: int, fsync: FsyncFn = os.fsync) -> list[Path]:
-    """Delete all but the newest ``keep`` snapshot files; returns the deleted paths."""
-    if keep < 1:
-        raise ValueError("keep at least one snapshot")
-    victims = list_snapshots(directory)[:-keep]
+def purge_snapshots(
+    directory: Path | str, *, older_than: int, fsync: FsyncFn = os.fsync
+) -> list[Path]:
+    """Delete the snapshot files of an index below ``older_than`` (known from their names,
+    no header is read); returns the deleted paths."""
+    victims = [p for p in list_snapshots(directory) if snapshot_index(p) < older_than]
     for p in victims:
         p.unlink(missing_ok=True)
     if victims:
