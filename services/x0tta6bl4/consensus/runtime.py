@@ -190,7 +190,6 @@ class RaftRuntime:
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_seq = itertools.count()
         self._leader_waiters: list[asyncio.Future[None]] = []
-        self._forward_clients: dict[str, MeshClient] = {}
         self._deadlines = LeaseDeadlines()
         self._expiring: dict[int, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -282,8 +281,6 @@ class RaftRuntime:
                 await task
         self.hub.close_all("member stopping")
         await self.transport.close()
-        for client in self._forward_clients.values():
-            await client.close()
         if self._write is not None:
             # A cancelled loop leaves its write running in the worker thread: let it finish
             # before the WAL closes under it (what it wrote was never acknowledged).
@@ -1002,13 +999,11 @@ class RaftRuntime:
     async def _forward(
         self, leader: int, payload: bytes, timeout_s: float, idempotent: bool
     ) -> Outcome:
-        address = self.address_of(leader)
-        if address is None:
+        link = self.transport.link(leader)  # its mTLS channel carries the Raft traffic too
+        if link is None:
             raise NoLeader(f"address of leader {leader} unknown")
-        client = self._forward_clients.get(address)
-        if client is None:
-            client = self._client_factory(address)
-            self._forward_clients[address] = client
+        client = link.client
+        address = client.address
         try:
             response: raft_pb2.ForwardResponse = await client.call(
                 lambda ch, t: raft_pb2_grpc.RaftServiceStub(ch).Forward(

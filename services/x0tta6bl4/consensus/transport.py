@@ -60,7 +60,7 @@ class PeerLink:
     ) -> None:
         self.self_id = self_id
         self.peer_id = peer_id
-        self._client = client
+        self.client = client
         self._snap_dir = snap_dir
         self._chunk_bytes = chunk_bytes
         self._on_unreachable = on_unreachable
@@ -100,7 +100,7 @@ class PeerLink:
             await self._wakeup.wait()
             call: Any = None
             try:
-                stub = raft_pb2_grpc.RaftServiceStub(self._client.channel())
+                stub = raft_pb2_grpc.RaftServiceStub(self.client.channel())
                 call = stub.Send(self._requests(), timeout=STREAM_MAX_AGE_S + 30)
                 await call
             except (aio.AioRpcError, TimeoutError, OSError, RuntimeError) as err:
@@ -185,7 +185,7 @@ class PeerLink:
                     pieces.close()
 
             log.info("raft.snapshot_sending", peer=self.peer_id, index=m.snapshot.index, bytes=size)
-            response = await self._client.call(
+            response = await self.client.call(
                 lambda ch, t: raft_pb2_grpc.RaftServiceStub(ch).InstallSnapshot(
                     chunks(), timeout=t
                 ),
@@ -208,7 +208,7 @@ class PeerLink:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        await self._client.close()
+        await self.client.close()
 
 
 def _describe(err: BaseException) -> str:

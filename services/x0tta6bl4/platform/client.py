@@ -91,6 +91,11 @@ class MeshClient:
         self._serial: int | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
+    @property
+    def address(self) -> str:
+        """The ``host:port`` this client dials."""
+        return self._address
+
     def _build(self, material: SvidMaterial) -> aio.Channel:
         interceptors: list[Any] = [_MetricsInterceptor(self._caller, self._target)]
         interceptors += aio_client_interceptors(  # type: ignore[no-untyped-call]
