@@ -39,7 +39,7 @@ import grpc
 import structlog
 from grpc import aio
 from opentelemetry import trace
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from x0tta6bl4.consensus import metrics
 from x0tta6bl4.consensus.codec import (
@@ -946,39 +946,60 @@ class RaftRuntime:
     async def propose_payload(
         self, payload: bytes, timeout_s: float, *, command: str, idempotent: bool
     ) -> Outcome:
+        """Propose through the leader (this member, or forwarded); one ``raft.propose`` span,
+        a child of the caller's, from receipt to apply (to the leader's answer if forwarded)."""
+        span = self._tracer.start_span(
+            "raft.propose",
+            kind=SpanKind.INTERNAL,
+            attributes={"x0.raft.command": command, "x0.raft.bytes": len(payload)},
+        )
+        try:
+            if self.node.lead == self.id and self.storage_error is None:
+                # Hot path (this member leads): the span need not become the current one.
+                try:
+                    outcome = await self.propose_local(payload, timeout_s)
+                except (NotLeader, ProposalRefused):
+                    pass  # nothing was proposed: go the general way below
+                else:
+                    span.set_attribute("x0.raft.forwarded", False)
+                    return outcome
+            with trace.use_span(span, end_on_exit=False):
+                return await self._propose_through_leader(
+                    payload, timeout_s, span, idempotent=idempotent
+                )
+        except Exception as err:
+            span.set_status(Status(StatusCode.ERROR, f"{type(err).__name__}: {err}"))
+            raise
+        finally:
+            span.end()
+
+    async def _propose_through_leader(
+        self, payload: bytes, timeout_s: float, span: trace.Span, *, idempotent: bool
+    ) -> Outcome:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        if self.node.lead == self.id and self.storage_error is None:
-            # Hot path (this member leads): no span of its own, the RPC's span covers it.
+        while True:
+            self._check_storage()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                metrics.PROPOSALS_FAILED.labels("timeout").inc()
+                raise NoLeader("no leader accepted the write in time")
+            leader = self.node.lead
+            if leader == NONE:
+                if not await self.wait_for_leader(remaining):
+                    metrics.PROPOSALS_FAILED.labels("no_leader").inc()
+                    raise NoLeader("no leader elected in time")
+                continue
             try:
-                return await self.propose_local(payload, timeout_s)
+                if leader == self.id:
+                    span.set_attribute("x0.raft.forwarded", False)
+                    return await self.propose_local(payload, remaining)
+                span.set_attribute("x0.raft.forwarded", True)
+                span.set_attribute("x0.raft.leader", leader)
+                return await self._forward(leader, payload, remaining, idempotent)
             except (NotLeader, ProposalRefused):
-                pass  # nothing was proposed: go the general way below
-        with self._tracer.start_as_current_span("raft.propose") as span:
-            span.set_attribute("x0.raft.command", command)
-            span.set_attribute("x0.raft.bytes", len(payload))
-            while True:
-                self._check_storage()
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    metrics.PROPOSALS_FAILED.labels("timeout").inc()
-                    raise NoLeader("no leader accepted the write in time")
-                leader = self.node.lead
-                if leader == NONE:
-                    if not await self.wait_for_leader(remaining):
-                        metrics.PROPOSALS_FAILED.labels("no_leader").inc()
-                        raise NoLeader("no leader elected in time")
-                    continue
-                try:
-                    if leader == self.id:
-                        span.set_attribute("x0.raft.forwarded", False)
-                        return await self.propose_local(payload, remaining)
-                    span.set_attribute("x0.raft.forwarded", True)
-                    span.set_attribute("x0.raft.leader", leader)
-                    return await self._forward(leader, payload, remaining, idempotent)
-                except (NotLeader, ProposalRefused):
-                    # Nothing was proposed: safe to try again (with the new leader).
-                    await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
+                # Nothing was proposed: safe to try again (with the new leader).
+                await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
 
     async def propose_local(self, payload: bytes, timeout_s: float) -> Outcome:
         """Propose on this member, which must be the leader; wait for apply."""
