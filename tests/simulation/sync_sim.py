@@ -6,6 +6,12 @@ tick counter passed to the replicas as ``now_ms``. The workload uses oracles tha
 merge visible: every counter change and every add/remove of a *unique* element is recorded, so
 the converged values are known exactly, and "a removed element never comes back" is checked at
 every tick (a replica that applied the remove of an element must never show it again).
+
+With ``leave_mid`` one replica stops writing a quarter of the way in, keeps replicating until
+every other replica has its writes, then stops for good; the others are told it left at random
+later ticks, and a relayed batch of its events and a snapshot taken before the leave are
+delivered again at random later ticks. It must end up pruned: no context of any replica
+mentions it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from x0tta6bl4.sync.core import (
     AWSet,
     CausalContext,
     Decrement,
+    DeltaBatch,
     Digest,
     Disable,
     Dot,
@@ -123,7 +130,9 @@ class Result:
 
 
 class Simulation:
-    def __init__(self, seed: int, n: int, *, join_late: bool = False) -> None:
+    def __init__(
+        self, seed: int, n: int, *, join_late: bool = False, leave_mid: bool = False
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.net = Network(self.rng, NetFaults())
@@ -141,6 +150,11 @@ class Simulation:
         self.collected = 0
         self.dropped_events = 0
         self.client_writes = CausalContext()
+        self.leaver = self.ids[0] if leave_mid else None
+        self.leaver_events: list[Event] = []
+        self.leaving = False  # the leaver writes no more
+        self.stopped = False
+        self.leave_at: dict[str, int] = {}  # remaining replica -> tick it is told
 
     @property
     def now(self) -> int:
@@ -151,6 +165,8 @@ class Simulation:
     def _do(self, r: Replica, key: str, op: Op, spec: TypeSpec) -> Event:
         ev = r.update(key, op, self.now, spec)
         self.client_writes = self.client_writes.add(ev.dot)
+        if r.id == self.leaver:
+            self.leaver_events.append(ev)
         return ev
 
     def _fresh(self, prefix: str) -> str:
@@ -158,7 +174,11 @@ class Simulation:
         return f"{prefix}{self.serial}"
 
     def write(self) -> None:
-        ready = [r for r in self.replicas.values() if r.bootstrapped]
+        ready = [
+            r
+            for r in self.replicas.values()
+            if r.bootstrapped and not (self.leaving and r.id == self.leaver)
+        ]
         r = self.rng.choice(ready)
         kind = self.rng.random()
         o = self.oracle
@@ -255,13 +275,44 @@ class Simulation:
         self.replicas[new] = Replica(new, others, config=self.config, bootstrapped=False)
         for r in others:
             self.replicas[r].join(new)
+        if self.stopped:
+            self.leave_at[new] = self.tick
+
+    def depart(self) -> None:
+        """The leaver stops once every other replica has its writes; the others are told at
+        random later ticks; old messages from before the leave are replayed later still."""
+        leaver = self.leaver
+        if leaver is None or not self.leaving or self.stopped:
+            return
+        mine = CausalContext.from_dots(ev.dot for ev in self.leaver_events)
+        if not all(mine.leq(r.applied) for i, r in self.replicas.items() if i != leaver):
+            return
+        self.stopped = True
+        del self.replicas[leaver]
+        self.net.queue = [q for q in self.net.queue if leaver not in (q[2], q[3])]
+        for i in self.replicas:
+            self.leave_at[i] = self.tick + self.rng.randint(0, 25)
+        relay, other = self.rng.sample(sorted(self.replicas), 2)
+        batch = DeltaBatch(relay, 1 << 40, tuple(self.leaver_events))
+        for src, msg in ((relay, batch), (other, self.replicas[other].snapshot())):
+            for dst in self.replicas:
+                if dst != src:
+                    when = self.tick + self.rng.randint(10, 60)
+                    self.net.queue.append((when, 0, src, dst, msg))
+
+    def tell_leaves(self, everyone: bool = False) -> None:
+        for i, at in list(self.leave_at.items()):
+            if everyone or at <= self.tick:
+                assert self.leaver is not None
+                self.replicas[i].leave(self.leaver)
+                del self.leave_at[i]
 
     # -- invariants ----------------------------------------------------------------------
 
     def check_no_resurrection(self) -> None:
         for r in self.replicas.values():
             for dot, key, element in self.oracle.removals:
-                if not r.applied.contains(dot):
+                if not r.applied.contains(dot) and dot.replica not in r.retired:
                     continue
                 live = elements(r, key) if key == "set" else map_keys(r, key)
                 present = element in live
@@ -281,7 +332,7 @@ class Simulation:
         """Every client write is applied everywhere and every replica reads the same values
         (GC's own collection events may still be in flight: they never change a value)."""
         rs = list(self.replicas.values())
-        if not all(self.client_writes.leq(r.applied) for r in rs):
+        if not all(self.client_writes.without(r.retired).leq(r.applied) for r in rs):
             return False
         first = self.values(rs[0])
         return all(self.values(r) == first for r in rs[1:])
@@ -299,8 +350,29 @@ class Simulation:
 
     # -- scenario ------------------------------------------------------------------------
 
+    def check_pruned(self) -> None:
+        """No context, vector or log of a remaining replica mentions the leaver."""
+        leaver = self.leaver
+        if leaver is None:
+            return
+        assert self.stopped, "the leaver never had its writes everywhere"
+        for r in self.replicas.values():
+            _, cc, applied = r.state()
+            cp = r.checkpoint()
+            contexts = [
+                cc,
+                applied,
+                r.digest().applied,
+                *(c for _, a, b in cp.peers for c in (a, b)),
+            ]
+            assert r.retired == [leaver] and r.departing == [], r.id
+            assert not any(c.mentions(leaver) for c in contexts), r.id
+            assert not any(ev.dot.replica == leaver for ev in cp.log), r.id
+
     def step(self, writes: int) -> None:
         self.tick += 1
+        self.depart()
+        self.tell_leaves()
         for _ in range(writes):
             self.write()
         self.push_round()
@@ -326,8 +398,11 @@ class Simulation:
                 self.partition_randomly()
             if t == ticks // 3:
                 self.join_pending()
+            if t == ticks // 4:
+                self.leaving = True
             self.step(writes=self.rng.randint(0, 3))
         # Heal. In-flight stale messages still arrive; from now on only anti-entropy rounds.
+        self.tell_leaves(everyone=True)
         self.net.groups = None
         self.net.faults = NetFaults(loss=post_heal_loss, duplicate=0.0, max_delay=0)
         stale = [q for q in self.net.queue]
@@ -341,6 +416,7 @@ class Simulation:
                 break
         assert values_rounds > 0 and state_rounds > 0, f"no convergence within {max_rounds} rounds"
         self.check_oracle()
+        self.check_pruned()
         assert all(r.bootstrapped for r in self.replicas.values()), "a joiner never bootstrapped"
         return Result(
             self.seed,

@@ -25,6 +25,7 @@ SIZES = [3, 4, 5, 6, 7]
 VALUES_BOUND = 2
 STATE_BOUND = 6
 LOSSY_BOUND = 12  # with 20% loss continuing after the heal
+LEAVE_BOUND = 30  # a replica left mid-run: the remaining ones also settle and prune it
 
 
 def _run(seed: int, n: int, post_heal_loss: float = 0.0) -> Result:
@@ -75,3 +76,24 @@ def test_replicas_converge_when_loss_continues_after_heal(n: int) -> None:
         f"{max(r.values_rounds for r in results)}, to equal state max={worst}"
     )
     assert worst <= LOSSY_BOUND
+
+
+@pytest.mark.parametrize("n", [3, 4, 5], ids=["n3", "n4", "n5"])
+def test_a_replica_leaving_mid_run_is_pruned_everywhere(n: int) -> None:
+    """One replica drains and stops mid-run; the others are told at random ticks; old
+    batches and snapshots from before the leave are delivered again later. The remaining
+    replicas converge, no removed element comes back (checked every tick), and at the end no
+    context, vector or log of theirs mentions the departed replica."""
+    results = []
+    for seed in SEEDS:
+        sim = Simulation(seed * 100 + n, n, join_late=seed % 2 == 1, leave_mid=True)
+        try:
+            results.append(sim.run(max_rounds=LEAVE_BOUND))
+        except AssertionError as e:
+            raise AssertionError(
+                f"{e}\nreplay: X0_SYNC_SEED={seed} .venv/bin/python -m pytest -s "
+                f"'tests/simulation/test_sync_convergence.py' -k 'leaving and n{n}'"
+            ) from e
+    print(
+        f"\nn={n} with a leaver: rounds to equal state max={max(r.state_rounds for r in results)}"
+    )

@@ -41,6 +41,7 @@ from tests.support.sync_client import (
 )
 from x0tta6bl4.devstack.procs import free_port
 from x0tta6bl4.platform.client import MeshClient
+from x0tta6bl4.sync.core import decode_context
 from x0tta6bl4.sync.v1 import replication_pb2, replication_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(300)]
@@ -255,3 +256,19 @@ async def test_leave_removes_the_member_and_gc_no_longer_waits_for_it(
         await eventually(drained, what="buffers drained among a, b, c")
         await update(cs["c"], "leaving", add("z"), type=RW)
         await converged(cs, "leaving", ["y", "z"])
+
+        async def pruned() -> bool:
+            """d left every causal context: Stats' applied events, a read's context."""
+            for rid in IDS:
+                s = await stats(cs[rid])
+                read = await get(cs[rid], "leaving")
+                if list(s.retired_replicas) != [JOINER] or list(s.departing_replicas):
+                    return False
+                contexts = (decode_context(s.applied), decode_context(read.context))
+                if any(ctx.mentions(JOINER) for ctx in contexts):
+                    return False
+            return True
+
+        await eventually(pruned, what="d pruned from every context of a, b and c")
+        await update(cs["a"], "leaving", add("after-prune"), type=RW)
+        await converged(cs, "leaving", ["after-prune", "y", "z"])

@@ -31,6 +31,10 @@ GC_COLLECTED = Counter(
 GC_DROPPED_EVENTS = Counter(
     "x0tta6bl4_sync_gc_dropped_events", "Delta-log entries dropped once every member had them."
 )
+REPLICAS_PRUNED = Counter(
+    "x0tta6bl4_sync_replicas_pruned",
+    "Departed replicas removed from every version vector once their events were stable.",
+)
 SECONDS_SINCE_EXCHANGE = Gauge(
     "x0tta6bl4_sync_seconds_since_last_exchange",
     "Seconds since the last successful exchange with a peer (-1 before the first).",

@@ -121,6 +121,8 @@ class SyncNode:
         self.restored_events = len(events)
         for peer, addr in members.items():
             self.addresses.setdefault(peer, addr)
+        for peer in (*self.replica.retired, *self.replica.departing):
+            self.addresses.pop(peer, None)  # left before the restart (even if configured)
         for peer in self.addresses:
             self.replica.join(peer)
         log.info(
@@ -240,12 +242,14 @@ class SyncNode:
         async with self.lock:
             self._check_writable()
             t0 = time.perf_counter()
+            retired = len(self.replica.retired)
             try:
                 ack = self.replica.on_snapshot(snap, now_ms())
             except InvalidOperation as err:
                 raise InvalidArgument(err.field, err.reason) from None
             metrics.MERGE_DURATION.observe(time.perf_counter() - t0)
             await self._checkpoint()
+            metrics.REPLICAS_PRUNED.inc(len(self.replica.retired) - retired)  # adopted
             self.snapshots_received += 1
         metrics.SNAPSHOTS_RECEIVED.labels(snap.sender).inc()
         self.last_exchange[snap.sender] = time.monotonic()
@@ -295,7 +299,11 @@ class SyncNode:
 
     async def leave(self, peer: str) -> None:
         async with self.lock:
-            self.replica.leave(peer)
+            try:
+                self.replica.leave(peer)
+            except InvalidOperation as err:
+                raise InvalidArgument("replica_id", err.reason) from None
+            await self._checkpoint()  # the departure survives a restart
         self.addresses.pop(peer, None)
         loop = self._loops.pop(peer, None)
         if loop is not None:
@@ -493,15 +501,18 @@ class SyncNode:
     async def gc_once(self) -> None:
         async with self.lock:
             report = self.replica.gc(now_ms())
-            if report.collected_tokens:
+            if report.collected_tokens or report.pruned:
                 # The collection is a replicated removal event: make it durable before any
-                # push can send it.
+                # push can send it. A pruned replica must stay pruned after a restart.
                 await self._checkpoint()
             unacked = {p: self.replica.unacked(p) for p in self.replica.members}
         self.gc_collected += report.collected_tokens
         self.gc_dropped += report.dropped_events
         metrics.GC_COLLECTED.inc(report.collected_tokens)
         metrics.GC_DROPPED_EVENTS.inc(report.dropped_events)
+        metrics.REPLICAS_PRUNED.inc(len(report.pruned))
+        for peer in report.pruned:
+            log.info("sync_replica_pruned", peer=peer)
         for peer, n in unacked.items():
             metrics.UNACKED_DELTAS.labels(peer).set(n)
             metrics.SECONDS_SINCE_EXCHANGE.labels(peer).set(self.seconds_since(peer))

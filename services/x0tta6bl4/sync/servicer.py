@@ -94,6 +94,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             snapshots_received=node.snapshots_received,
             bootstrapped=replica.bootstrapped,
             applied=encode_context(replica.applied),
+            retired_replicas=replica.retired,
+            departing_replicas=replica.departing,
         )
 
 

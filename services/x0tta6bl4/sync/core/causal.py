@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from .errors import InvalidOperation
@@ -87,6 +87,16 @@ class VersionVector:
 
     def leq(self, other: VersionVector) -> bool:
         return all(c <= other._v.get(r, 0) for r, c in self._v.items())
+
+    def without(self, replicas: Collection[str]) -> VersionVector:
+        """The vector with no entry for ``replicas`` (itself when it has none)."""
+        if self._v.keys().isdisjoint(replicas):
+            return self
+        return VersionVector._trusted({r: c for r, c in self._v.items() if r not in replicas})
+
+    def saturated(self, replicas: Iterable[str]) -> VersionVector:
+        """The vector that also covers every dot ``replicas`` ever made (see :mod:`.gc`)."""
+        return self.merge(VersionVector._trusted(dict.fromkeys(replicas, MAX_COUNTER)))
 
     def __len__(self) -> int:
         return len(self._v)
@@ -201,6 +211,30 @@ class CausalContext:
         for d in self._cloud:
             if not other.contains(d):
                 yield d
+
+    def mentions(self, replica: str) -> bool:
+        """Whether any dot of ``replica`` is in the context."""
+        return replica in self._v or any(d.replica == replica for d in self._cloud)
+
+    def without(self, replicas: Collection[str]) -> CausalContext:
+        """The context with no dot of ``replicas`` (itself when it has none): how a replica
+        forgets a departed one once that one's events are stable everywhere."""
+        if not replicas or not any(map(self.mentions, replicas)):
+            return self
+        v = {r: n for r, n in self._v.items() if r not in replicas}
+        cloud = frozenset(d for d in self._cloud if d.replica not in replicas)
+        return CausalContext._trusted(v or _NO_VECTOR, cloud)
+
+    def saturated(self, replicas: Iterable[str]) -> CausalContext:
+        """The context that has also seen every dot ``replicas`` ever made: what a context
+        that forgot retired replicas stands for when states are joined."""
+        extra = dict.fromkeys(replicas, MAX_COUNTER)
+        if not extra:
+            return self
+        v = self._v | extra
+        return CausalContext._trusted(
+            v, frozenset(d for d in self._cloud if d.replica not in extra)
+        )
 
     def count_not_in(self, other: CausalContext) -> int:
         """An upper bound on ``len(list(self.dots_not_in(other)))`` computed in O(replicas)."""

@@ -21,7 +21,7 @@ valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .causal import VersionVector
@@ -57,3 +57,13 @@ class StabilityCut:
         if not self.frontier.leq(s):
             return self
         return StabilityCut(self.stable.merge(self.candidate), s, frontier, members)
+
+    def without(self, replicas: Collection[str]) -> StabilityCut:
+        """The cut with no vector entry for ``replicas`` (retired: every dot of theirs was
+        in the strongly stable cut already, see :meth:`.replica.Replica.gc`)."""
+        return StabilityCut(
+            self.stable.without(replicas),
+            self.candidate.without(replicas),
+            self.frontier.without(replicas),
+            self.members,
+        )

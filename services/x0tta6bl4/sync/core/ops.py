@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeAlias
 
 from .causal import CausalContext, VersionVector
@@ -85,6 +86,17 @@ class MapRemove:
 Op: TypeAlias = (
     Increment | Decrement | Assign | Clear | Enable | Disable | Add | Remove | MapUpdate | MapRemove
 )
+
+
+def map_contexts(op: Op, f: Callable[[CausalContext], CausalContext]) -> Op:
+    """``op`` with ``f`` applied to every client context it carries (nested ones too)."""
+    if isinstance(op, MapUpdate):
+        inner = map_contexts(op.op, f)
+        return op if inner is op else MapUpdate(op.key, inner)
+    with_context = Assign | Clear | Enable | Disable | Remove | MapRemove
+    if isinstance(op, with_context) and op.context is not None:
+        return replace(op, context=f(CausalContext.of(op.context)))
+    return op
 
 
 def _reject(op: Op, crdt: CRDT) -> InvalidOperation:

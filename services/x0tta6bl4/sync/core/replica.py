@@ -25,8 +25,25 @@ Messages in and out are plain values; the gRPC adapter moves them and calls thes
 * ``on_snapshot(s, now_ms)`` -> :class:`Ack`.
 * ``join(peer)`` / ``leave(peer)``; a new replica starts ``bootstrapped=False`` and refuses
   writes until a snapshot arrived, so that its writes are causally after the cluster's past.
-* ``gc(now_ms)`` - drops log entries every member has applied, and collects remove-wins
-  tokens that are strongly stable (:mod:`.gc`) through a replicated removal event.
+* ``gc(now_ms)`` - drops log entries every member has applied, collects remove-wins
+  tokens that are strongly stable (:mod:`.gc`) through a replicated removal event, and prunes
+  departed replicas.
+
+Pruning. ``leave(r)`` (r stopped for good) makes r *departing*; ``gc`` *retires* it once its
+events are settled: every member has reported, after the leave, having applied exactly the
+events of r this replica applied, and the strongly stable cut covers them (so r's remove-wins
+tokens were collectable too). Retiring removes r's entry from every context and vector this
+replica keeps and sends, and drops r's logged events; only the id is remembered. A context
+that forgot r stands for one that has seen *every* dot of r (:meth:`CausalContext.saturated`),
+which is what it had seen. So:
+
+* an event of r is never applied again (a replayed batch), and a dot of r in a received
+  context is dropped from it (an ack, digest or snapshot of a member that has not pruned);
+* snapshots are joined with both sides' contexts saturated by their own retired ids, and carry
+  the sender's retired ids, which the receiver adopts: a member that has not pruned learns it
+  from the snapshot a pruned one answers its digest with (no snapshot ping-pong);
+* dots of r still held in values stay readable, and a client context that names no dot of a
+  retired replica is taken to have seen them all, so Clear with a ``Get`` context removes them.
 """
 
 from __future__ import annotations
@@ -55,7 +72,7 @@ from .flags import DWFlag, EWFlag
 from .gc import StabilityCut, stable_vector
 from .hlc import HLC
 from .maps import ORMap
-from .ops import MapRemove, MapUpdate, Op, apply_op
+from .ops import MapRemove, MapUpdate, Op, apply_op, map_contexts
 from .registers import LWWRegister, MVRegister
 from .sets import AWSet, RWSet
 from .spec import MAP_STORE_TAGS, TypeSpec, TypeTag, canonical, spec_of
@@ -115,6 +132,8 @@ class Snapshot:
     applied: CausalContext
     entries: tuple[tuple[str, TypeSpec, StoredValue], ...]
     context: CausalContext
+    retired: frozenset[str] = frozenset()
+    """Replicas the sender pruned: its contexts have seen every dot of theirs."""
 
 
 Message: TypeAlias = DeltaBatch | Ack | Digest | Snapshot
@@ -145,6 +164,8 @@ class GCReport:
     strongly_stable: VersionVector
     dropped_events: int
     collected_tokens: int
+    pruned: tuple[str, ...] = ()
+    """Departed replicas retired by this pass."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +183,9 @@ class Checkpoint:
     """Each member: (id, acked, reported)."""
     cut: StabilityCut
     bootstrapped: bool
+    retired: frozenset[str] = frozenset()
+    departing: frozenset[str] = frozenset()
+    """Replicas that left and are not retired yet."""
 
 
 @dataclass(slots=True)
@@ -212,6 +236,9 @@ class Replica:
         self._cut = StabilityCut()
         self._bootstrapped = bootstrapped
         self._dirty = False  # data changed since the last collection pass
+        self._retired: frozenset[str] = frozenset()  # departed replicas forgotten everywhere
+        # Departed replicas not retired yet -> members yet to report after the leave.
+        self._departing: dict[str, set[str]] = {}
         for p in peers:
             self.join(p)
 
@@ -238,6 +265,16 @@ class Replica:
     @property
     def bootstrapped(self) -> bool:
         return self._bootstrapped
+
+    @property
+    def retired(self) -> list[str]:
+        """Departed replicas whose ids no context or vector of this replica mentions."""
+        return sorted(self._retired)
+
+    @property
+    def departing(self) -> list[str]:
+        """Replicas that left and will be retired once their events are settled."""
+        return sorted(self._departing)
 
     def keys(self) -> list[str]:
         return sorted(self._data)
@@ -306,6 +343,8 @@ class Replica:
             tuple((p, s.acked, s.reported) for p, s in sorted(self._peers.items())),
             self._cut,
             self._bootstrapped,
+            self._retired,
+            frozenset(self._departing),
         )
 
     @classmethod
@@ -321,6 +360,9 @@ class Replica:
         for pid, acked, reported in cp.peers:
             r._peers[pid] = _Peer(acked=acked, reported=reported)
         r._cut = cp.cut
+        r._retired = cp.retired
+        # Reports heard before the restart are not known to postdate the leave: ask again.
+        r._departing = {d: set(r._peers) for d in cp.departing}
         r._dirty = True
         return r
 
@@ -351,6 +393,8 @@ class Replica:
                 "type", f"key {key!r} holds a {current[1].name}, not a {spec.name}"
             )
         spec = canonical(spec) if current is None else current[1]
+        if self._retired:
+            op = map_contexts(op, self._seen_retired)
         value = self._view(spec, current[2] if current is not None else _bottom(spec))
         hlc = self._clock.now(now_ms)
         dot = self._cc.next_dot(self.id)
@@ -451,7 +495,7 @@ class Replica:
         # Deduplicate on *applied events*, not on the data context: a later write that
         # superseded this event's entry puts its dot in the data context without carrying
         # what this event itself superseded, so the event must still be joined.
-        if self._events.contains(event.dot):
+        if self._events.contains(event.dot) or event.dot.replica in self._retired:
             return False
         delta = event.delta
         if joined is not None:
@@ -463,7 +507,7 @@ class Replica:
         if isinstance(delta, GCounter | PNCounter):
             self._cc = self._cc.add(event.dot)
         else:
-            self._cc = self._cc.union(delta.cc).add(event.dot)
+            self._cc = self._cc.union(delta.cc.without(self._retired)).add(event.dot)
         self._events = self._events.add(event.dot)
         self._log[event.dot] = event
         self._dirty = True
@@ -525,14 +569,22 @@ class Replica:
         for ev in events:  # all validated before any is applied
             self._apply(ev)
             self._clock = self._clock.receive(ev.hlc, now_ms)
-        p.acked = p.acked.union(CausalContext.from_dots(ev.dot for ev in events))
+        sent = CausalContext.from_dots(ev.dot for ev in events)
+        p.acked = p.acked.union(sent.without(self._retired))
         p.last_heard_ms = now_ms
         return Ack(self.id, batch.seq, self._events)
 
+    def _heard(self, peer: str, p: _Peer, applied: CausalContext) -> None:
+        """``peer`` reported the events it has applied (an ack, a digest or a snapshot)."""
+        applied = applied.without(self._retired)
+        p.acked = p.acked.union(applied)
+        p.reported = p.reported.union(applied)
+        for owed in self._departing.values():
+            owed.discard(peer)
+
     def on_ack(self, ack: Ack, now_ms: int | None = None) -> None:
         p = self._peer(ack.sender)
-        p.acked = p.acked.union(ack.applied)
-        p.reported = p.reported.union(ack.applied)
+        self._heard(ack.sender, p, ack.applied)
         p.inflight.pop(ack.seq, None)
         for seq in [s for s, (_, ds) in p.inflight.items() if all(map(p.acked.contains, ds))]:
             del p.inflight[seq]
@@ -544,11 +596,10 @@ class Replica:
 
     def on_digest(self, digest: Digest, now_ms: int) -> DeltaBatch | Snapshot | None:
         p = self._peer(digest.sender)
-        p.acked = p.acked.union(digest.applied)
-        p.reported = p.reported.union(digest.applied)
+        self._heard(digest.sender, p, digest.applied)
         p.last_heard_ms = now_ms
-        if digest.want_snapshot:
-            return self.snapshot()
+        if digest.want_snapshot or any(map(digest.applied.mentions, self._retired)):
+            return self.snapshot()  # the sender still lists replicas retired here: teach it
         if self._events.count_not_in(digest.applied) > self.config.snapshot_threshold:
             return self.snapshot()
         events: list[Event] = []
@@ -563,25 +614,39 @@ class Replica:
 
     def snapshot(self) -> Snapshot:
         entries, cc, events = self.state()
-        return Snapshot(self.id, events, entries, cc)
+        return Snapshot(self.id, events, entries, cc, self._retired)
 
     def on_snapshot(self, snap: Snapshot, now_ms: int) -> Ack:
         p = self._peer(snap.sender)
         incoming, more = self._check_entries(snap.entries)
+        adopted = self._check_retired(snap.retired) - self._retired
         # Every (key, type) either side holds is joined. The joins are independent per key
-        # and all use the contexts from before this snapshot.
+        # and all use the contexts from before this snapshot, each saturated by the replicas
+        # its side retired (it had seen all their dots).
+        theirs = snap.context.saturated(snap.retired)
+        self._cc = self._cc.saturated(self._retired)
         if not self._shadow and not more:
-            self._join_entries(incoming, snap.context)
+            self._join_entries(incoming, theirs)
         else:
-            self._join_entries_by_type(incoming, more, snap.context)
-        self._cc = self._cc.union(snap.context)
-        self._events = self._events.union(snap.applied)
+            self._join_entries_by_type(incoming, more, theirs)
+        retired = self._retired | adopted
+        self._cc = self._cc.union(theirs).without(retired)
+        self._events = self._events.union(snap.applied).without(retired)
+        self._retire(adopted)  # the sender's state had settled them: so has the join
         self._bootstrapped = True
         self._dirty = True
-        p.acked = p.acked.union(snap.applied)
-        p.reported = p.reported.union(snap.applied)
+        self._heard(snap.sender, p, snap.applied)
         p.last_heard_ms = now_ms
         return Ack(self.id, 0, self._events)
+
+    def _check_retired(self, retired: object) -> frozenset[str]:
+        if not isinstance(retired, frozenset):
+            raise InvalidOperation("retired", "must be a set of replica ids")
+        for rid in retired:
+            check_replica(rid, "retired")
+        if self.id in retired:
+            raise InvalidOperation("retired", f"{self.id!r} is this replica, not a retired one")
+        return retired
 
     def _check_entries(self, entries: Entries) -> _Incoming:
         """Validate a snapshot's entries: whole-column checks first; an entry-by-entry pass
@@ -756,11 +821,65 @@ class Replica:
         check_replica(peer, "peer")
         if peer == self.id:
             raise InvalidOperation("peer", "a replica is not its own peer")
-        self._peers.setdefault(peer, _Peer())
+        if peer in self._retired:
+            raise InvalidOperation("peer", f"{peer!r} left and was retired; rejoin with a new id")
+        self._departing.pop(peer, None)
+        if peer not in self._peers:
+            self._peers[peer] = _Peer()
+            for owed in self._departing.values():
+                owed.add(peer)
 
     def leave(self, peer: str) -> None:
-        """Forget a departed peer: its buffer, its acks, and its place in stability."""
-        self._peers.pop(peer, None)
+        """Forget a departed peer (stopped for good): its buffer, its acks, and its place in
+        stability at once; its id leaves every context once its events are settled (:meth:`gc`).
+
+        Call it on every remaining member, only after ``peer`` stopped: an event of ``peer``
+        that reaches some member after every member pruned it would be dropped there."""
+        check_replica(peer, "peer")
+        was_member = self._peers.pop(peer, None) is not None
+        for owed in self._departing.values():
+            owed.discard(peer)
+        if peer in self._retired or peer == self.id:
+            return
+        if was_member or self._cc.mentions(peer):
+            self._departing[peer] = set(self._peers)
+
+    def _settled(self, peer: str) -> bool:
+        """Whether the departed ``peer``'s events can be forgotten: every member reported after
+        the leave, nobody has reported (or relayed) an event of it this replica lacks, and the
+        strongly stable cut covers all of them (so none is outstanding anywhere)."""
+        n = self._events.max_counter(peer)
+        return (
+            not self._departing[peer]
+            and self._events.vv.get(peer) == n
+            and self._cc.max_counter(peer) <= n
+            and self._cut.stable.get(peer) >= n
+            and all(p.acked.max_counter(peer) <= n for p in self._peers.values())
+        )
+
+    def _retire(self, replicas: Iterable[str]) -> None:
+        """Forget ``replicas`` in every context, vector and the log; remember their ids."""
+        replicas = frozenset(replicas)
+        if not replicas:
+            return
+        self._retired |= replicas
+        gone = self._retired
+        for r in replicas:
+            self._departing.pop(r, None)
+        self._events = self._events.without(gone)
+        self._cc = self._cc.without(gone)
+        for p in self._peers.values():
+            p.acked = p.acked.without(gone)
+            p.reported = p.reported.without(gone)
+        for d in [d for d in self._log if d.replica in gone]:
+            del self._log[d]
+        self._cut = self._cut.without(gone)
+        self._dirty = True
+
+    def _seen_retired(self, context: CausalContext) -> CausalContext:
+        """A client context naming no dot of a retired replica was read after that replica
+        was pruned here (or before it wrote anything): it observed every dot of it."""
+        return context.saturated(r for r in self._retired if not context.mentions(r))
 
     # -- garbage collection ----------------------------------------------------------------
 
@@ -788,8 +907,12 @@ class Replica:
         collected = 0
         if self._bootstrapped and (self._cut.stable != before or self._dirty):
             self._dirty = False
-            collected = self._collect(self._cut.stable, now_ms)
-        return GCReport(stable, self._cut.stable, len(drop), collected)
+            collected = self._collect(self._cut.stable.saturated(self._retired), now_ms)
+        pruned: tuple[str, ...] = ()
+        if self._bootstrapped:
+            pruned = tuple(r for r in sorted(self._departing) if self._settled(r))
+            self._retire(pruned)
+        return GCReport(stable, self._cut.stable, len(drop), collected, pruned)
 
     def _collect(self, strongly_stable: VersionVector, now_ms: int) -> int:
         collected = 0

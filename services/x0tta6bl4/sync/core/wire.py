@@ -9,10 +9,13 @@ unsigned LEB128 varints; ``str`` and ``blob`` are length-prefixed)::
     dot        := replica:str counter
     hlc        := wall_ms logical replica:str
     path       := n  n * str
-    snapshot   := WIRE_VERSION:u8 0x53 sender:str applied:blob context:blob entries
+    snapshot   := version:u8 0x53 sender:str applied:blob context:blob entries [retired]
     checkpoint := WIRE_VERSION:u8 0x43 replica:str bootstrapped:u8 applied:blob context:blob
                   hlc entries n*event:blob n*(peer:str acked:blob reported:blob)
                   cut:(stable candidate frontier: blob each) members:(n * str)
+                  retired departing
+    retired    := n * str                # replicas pruned from every context (version 3)
+    departing  := n * str                # replicas that left, not pruned yet (version 3)
     entries    := n [registers]  m m*(position entry)
     entry      := key:str value:blob     # a counter, or a dot store as a CRDT whose context
                                          # is exactly its own dots (so it costs no bytes)
@@ -30,8 +33,11 @@ of field by field; the ``m`` other entries keep their position in the sequence::
 hold all the entries, register by register (in store order). Lengths of text (keys, text
 values) count code points of the one UTF-8 blob they slice; a value ``kind`` is 0 integer
 (``integer`` holds it zigzag-encoded), 1 text, 2 bytes. Events are still version 1; snapshots
-and checkpoints are version 2 (version 1, an ``entry`` per key, is still read). Anything
-malformed raises :class:`DecodeError` naming the field.
+and checkpoints are version 3, which added ``retired`` (and ``departing``) after version 2's
+fields; a snapshot with no retired replica is still written as version 2, so replicas of the
+previous release can read it. Versions 2 and 1 (an ``entry`` per key) are still read, with
+nothing retired or departing. Anything malformed raises :class:`DecodeError` naming the
+field.
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ from .replica import Checkpoint, Entries, Entry, Event, Snapshot, StoredValue
 from .spec import TypeSpec, TypeTag, spec_of
 from .values import DEFAULT_LIMITS, Limits
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3
+_RETIRED_SINCE = 3  # the first version listing retired (and departing) replicas
 _EVENT_VERSION = 1  # events have not changed since version 1
 _COLUMN_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _LWW = spec_of(LWWRegister())
@@ -417,23 +424,44 @@ def _ctx(r: _R, field: str) -> CausalContext:
         raise DecodeError(f"{field}.{e.field}", e.reason) from None
 
 
+def _write_ids(w: _W, ids: frozenset[str]) -> None:
+    w.varint(len(ids))
+    for rid in sorted(ids):
+        w.text(rid)
+
+
+def _read_ids(r: _R, field: str) -> frozenset[str]:
+    """Replica ids (none before version 3)."""
+    if r.version < _RETIRED_SINCE:
+        return frozenset()
+    try:
+        return frozenset(
+            check_replica(r.text(f"{field}[{i}]"), field) for i in range(r.count(field))
+        )
+    except InvalidOperation as e:
+        raise DecodeError(e.field, e.reason) from None
+
+
 def encode_snapshot(snap: Snapshot) -> bytes:
-    w = _W(_SNAPSHOT)
+    w = _W(_SNAPSHOT, WIRE_VERSION if snap.retired else 2)
     w.text(snap.sender)
     w.blob(encode_context(snap.applied))
     w.blob(encode_context(snap.context))
     _write_entries(w, snap.entries)
+    if snap.retired:
+        _write_ids(w, snap.retired)
     return bytes(w.buf)
 
 
 def decode_snapshot(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
-    r = _R(data, _SNAPSHOT, "snapshot", (1, WIRE_VERSION))
+    r = _R(data, _SNAPSHOT, "snapshot", (1, 2, WIRE_VERSION))
     sender = r.text("snapshot.sender")
     applied = _ctx(r, "snapshot.applied")
     context = _ctx(r, "snapshot.context")
     entries = _read_entries(r, "snapshot.entries", limits)
+    retired = _read_ids(r, "snapshot.retired")
     r.end("snapshot")
-    return Snapshot(sender, applied, entries, context)
+    return Snapshot(sender, applied, entries, context, retired)
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -469,15 +497,14 @@ def encode_checkpoint(cp: Checkpoint) -> bytes:
     w.blob(_vv(cp.cut.stable))
     w.blob(_vv(cp.cut.candidate))
     w.blob(_vv(cp.cut.frontier))
-    members = sorted(cp.cut.members)
-    w.varint(len(members))
-    for m in members:
-        w.text(m)
+    _write_ids(w, cp.cut.members)
+    _write_ids(w, cp.retired)
+    _write_ids(w, cp.departing)
     return bytes(w.buf)
 
 
 def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
-    r = _R(data, _CHECKPOINT, "checkpoint", (1, WIRE_VERSION))
+    r = _R(data, _CHECKPOINT, "checkpoint", (1, 2, WIRE_VERSION))
     replica = r.text("checkpoint.replica")
     flag = r.u8("checkpoint.bootstrapped")
     if flag > 1:
@@ -509,6 +536,8 @@ def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoin
     members = frozenset(
         r.text(f"checkpoint.cut.members[{i}]") for i in range(r.count("checkpoint.cut.members"))
     )
+    retired = _read_ids(r, "checkpoint.retired")
+    departing = _read_ids(r, "checkpoint.departing")
     r.end("checkpoint")
     return Checkpoint(
         replica,
@@ -520,4 +549,6 @@ def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoin
         tuple(peers),
         StabilityCut(stable, candidate, frontier, members),
         flag == 1,
+        retired,
+        departing,
     )

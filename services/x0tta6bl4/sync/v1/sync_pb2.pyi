@@ -707,6 +707,8 @@ class StatsResponse(_message.Message):
     SNAPSHOTS_RECEIVED_FIELD_NUMBER: _builtins.int
     BOOTSTRAPPED_FIELD_NUMBER: _builtins.int
     APPLIED_FIELD_NUMBER: _builtins.int
+    RETIRED_REPLICAS_FIELD_NUMBER: _builtins.int
+    DEPARTING_REPLICAS_FIELD_NUMBER: _builtins.int
     replica_id: _builtins.str
     keys: _builtins.int
     log_size: _builtins.int
@@ -722,6 +724,18 @@ class StatsResponse(_message.Message):
     """The applied events (a causal context, as bytes)."""
     @_builtins.property
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerStats]: ...
+    @_builtins.property
+    def retired_replicas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replicas that left (Leave) and were pruned from every causal context once their events
+        were stable everywhere.
+        """
+
+    @_builtins.property
+    def departing_replicas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replicas that left and are not pruned yet (some member has not reported since, or lacks
+        some of their events).
+        """
+
     def __init__(
         self,
         *,
@@ -734,10 +748,12 @@ class StatsResponse(_message.Message):
         snapshots_received: _builtins.int = ...,
         bootstrapped: _builtins.bool = ...,
         applied: _builtins.bytes = ...,
+        retired_replicas: _abc.Iterable[_builtins.str] | None = ...,
+        departing_replicas: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "bootstrapped", b"bootstrapped", "gc_collected", b"gc_collected", "gc_dropped_events", b"gc_dropped_events", "keys", b"keys", "log_size", b"log_size", "peers", b"peers", "replica_id", b"replica_id", "snapshots_received", b"snapshots_received"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "bootstrapped", b"bootstrapped", "departing_replicas", b"departing_replicas", "gc_collected", b"gc_collected", "gc_dropped_events", b"gc_dropped_events", "keys", b"keys", "log_size", b"log_size", "peers", b"peers", "replica_id", b"replica_id", "retired_replicas", b"retired_replicas", "snapshots_received", b"snapshots_received"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
