@@ -108,15 +108,15 @@ def _v1_snapshot(snap: Snapshot) -> bytes:
     """The version-1 layout (an ``entry`` per key), as older replicas wrote it."""
     w = _W(_SNAPSHOT, 1)
     w.text(snap.sender)
-    w.blob(encode_context(snap.applied))
-    w.blob(encode_context(snap.context))
+    w.raw(encode_context(snap.applied))
+    w.raw(encode_context(snap.context))
     w.varint(len(snap.entries))
     for key, spec, stored in snap.entries:
         w.text(key)
         if isinstance(stored, GCounter | PNCounter):
-            w.blob(encode(stored))
+            w.raw(encode(stored))
         else:
-            w.blob(encode(spec.view(stored, CausalContext.from_dots(dots(stored)))))
+            w.raw(encode(spec.view(stored, CausalContext.from_dots(dots(stored)))))
     return bytes(w.buf)
 
 

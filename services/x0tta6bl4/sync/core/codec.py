@@ -26,6 +26,7 @@ from collections.abc import Hashable, Iterable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from .bytes_io import ByteReader, ByteWriter
 from .causal import MAX_COUNTER, CausalContext, Dot, VersionVector
 from .counters import MAX_ENTRY, GCounter, PNCounter
 from .dotstore import DotFun, DotMap, DotStore, dots
@@ -39,37 +40,18 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 CONTEXT_TAG = 0x40  # not a CRDT type tag: marks an encoded client context
-_MAX_VARINT_BYTES = 10
 _INT, _STR, _BYTES = 0, 1, 2
 
 
 # -- writing ---------------------------------------------------------------------------------
 
 
-class _Writer:
-    __slots__ = ("buf", "index")
+class _Writer(ByteWriter):
+    __slots__ = ("index",)
 
     def __init__(self, index: dict[str, int]) -> None:
-        self.buf = bytearray()
+        super().__init__()
         self.index = index
-
-    def varint(self, n: int) -> None:
-        if 0 <= n < 0x80:  # one byte: most counts, indexes and counters
-            self.buf.append(n)
-            return
-        if n < 0:
-            raise ValueError("varint must be >= 0")
-        while n >= 0x80:
-            self.buf.append((n & 0x7F) | 0x80)
-            n >>= 7
-        self.buf.append(n)
-
-    def raw(self, b: bytes) -> None:
-        self.varint(len(b))
-        self.buf += b
-
-    def text(self, s: str) -> None:
-        self.raw(s.encode("utf-8"))
 
     def scalar(self, v: Scalar) -> None:
         if isinstance(v, int):
@@ -138,8 +120,7 @@ def decode_context(data: bytes, limits: Limits = DEFAULT_LIMITS) -> CausalContex
             raise r.fail("context.tag", "not an encoded causal context")
         _read_replicas(r, limits)
         cc = _read_cc(r, set())
-        if r.pos != len(r.data):
-            raise r.fail("context", f"{len(r.data) - r.pos} trailing bytes")
+        r.end("context")
         return cc
     except DecodeError as e:
         if e.field.startswith("context"):
@@ -231,55 +212,13 @@ def _write_payload(w: _Writer, tag: TypeTag, payload: Any) -> None:
 # -- reading ---------------------------------------------------------------------------------
 
 
-class _Reader:
-    __slots__ = ("data", "limits", "pos", "replicas")
+class _Reader(ByteReader):
+    __slots__ = ("limits", "replicas")
 
     def __init__(self, data: bytes, limits: Limits) -> None:
-        self.data = data
-        self.pos = 0
+        super().__init__(data)
         self.replicas: list[str] = []
         self.limits = limits
-
-    def fail(self, field: str, reason: str) -> DecodeError:
-        return DecodeError(field, f"{reason} (at byte {self.pos})")
-
-    def u8(self, field: str) -> int:
-        if self.pos >= len(self.data):
-            raise self.fail(field, "truncated input")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self, field: str, maximum: int = (1 << 64) - 1) -> int:
-        n = shift = 0
-        for _ in range(_MAX_VARINT_BYTES):
-            b = self.u8(field)
-            n |= (b & 0x7F) << shift
-            if not b & 0x80:
-                if n > maximum:
-                    raise self.fail(field, f"value {n} exceeds {maximum}")
-                if b == 0 and shift:
-                    raise self.fail(field, "non-canonical varint")
-                return n
-            shift += 7
-        raise self.fail(field, "varint longer than 10 bytes")
-
-    def count(self, field: str) -> int:
-        """An element count: each element takes at least one byte, so bound it by what is left."""
-        return self.varint(field, maximum=len(self.data) - self.pos)
-
-    def raw(self, field: str, maximum: int) -> bytes:
-        n = self.varint(field, maximum=min(maximum, len(self.data) - self.pos))
-        b = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return b
-
-    def text(self, field: str, maximum: int) -> str:
-        b = self.raw(field, maximum)
-        try:
-            return b.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fail(field, "invalid utf-8") from None
 
     def scalar(self, field: str) -> Scalar:
         head = self.varint(field, maximum=(1 << 66) - 1)
@@ -336,8 +275,7 @@ def _decode(r: _Reader, limits: Limits) -> CRDT:
     spec = _read_spec(r, "type", 0)
     _read_replicas(r, limits)
     value = _read_body(r, spec)
-    if r.pos != len(r.data):
-        raise r.fail("data", f"{len(r.data) - r.pos} trailing bytes")
+    r.end("data")
     return value
 
 

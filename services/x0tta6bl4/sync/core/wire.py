@@ -48,6 +48,7 @@ from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from .bytes_io import ByteReader, ByteWriter
 from .causal import MAX_COUNTER, CausalContext, Dot, VersionVector, check_replica
 from .codec import decode, decode_context, encode, encode_context
 from .counters import GCounter, PNCounter
@@ -71,24 +72,11 @@ _EVENT, _SNAPSHOT, _CHECKPOINT = 0x45, 0x53, 0x43
 _MAX_TEXT = 64 * 1024
 
 
-class _W:
-    __slots__ = ("buf",)
+class _W(ByteWriter):
+    __slots__ = ()
 
     def __init__(self, kind: int, version: int = WIRE_VERSION) -> None:
-        self.buf = bytearray((version, kind))
-
-    def varint(self, n: int) -> None:
-        while n >= 0x80:
-            self.buf.append((n & 0x7F) | 0x80)
-            n >>= 7
-        self.buf.append(n)
-
-    def blob(self, b: bytes) -> None:
-        self.varint(len(b))
-        self.buf += b
-
-    def text(self, s: str) -> None:
-        self.blob(s.encode("utf-8"))
+        super().__init__(bytes((version, kind)))
 
     def column(self, values: list[int]) -> None:
         """Unsigned integers (< 2^64) at the narrowest width that holds them all."""
@@ -100,96 +88,57 @@ class _W:
     def texts(self, texts: list[str]) -> None:
         """Strings as a column of code-point lengths and one UTF-8 blob."""
         self.column(list(map(len, texts)))
-        self.blob("".join(texts).encode("utf-8"))
+        self.raw("".join(texts).encode("utf-8"))
 
 
-class _R:
-    __slots__ = ("data", "pos", "version")
+class _R(ByteReader):
+    __slots__ = ("version",)
 
     def __init__(
         self, data: bytes, kind: int, what: str, versions: tuple[int, ...] = (WIRE_VERSION,)
     ) -> None:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise DecodeError(what, "expected bytes")
-        self.data = bytes(data)
-        self.pos = 0
+        super().__init__(bytes(data))
         self.version = self.u8(f"{what}.version")
         if self.version not in versions:
             raise DecodeError(f"{what}.version", "unsupported wire version")
         if self.u8(f"{what}.kind") != kind:
             raise DecodeError(f"{what}.kind", f"not an encoded {what}")
 
-    def u8(self, field: str) -> int:
-        if self.pos >= len(self.data):
-            raise DecodeError(field, f"truncated input (at byte {self.pos})")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self, field: str, maximum: int = (1 << 64) - 1) -> int:
-        n = shift = 0
-        for _ in range(10):
-            b = self.u8(field)
-            n |= (b & 0x7F) << shift
-            if not b & 0x80:
-                if n > maximum:
-                    raise DecodeError(field, f"value {n} exceeds {maximum}")
-                return n
-            shift += 7
-        raise DecodeError(field, "varint longer than 10 bytes")
-
-    def count(self, field: str) -> int:
-        return self.varint(field, len(self.data) - self.pos)
-
-    def blob(self, field: str) -> bytes:
-        n = self.count(field)
-        b = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return b
-
-    def text(self, field: str) -> str:
-        b = self.blob(field)
-        if len(b) > _MAX_TEXT:
-            raise DecodeError(field, "string too long")
-        try:
-            return b.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecodeError(field, "invalid utf-8") from None
+    def text(self, field: str, maximum: int = _MAX_TEXT) -> str:
+        return super().text(field, maximum)
 
     def column(self, n: int, field: str, minimum: int = 0, maximum: int = (1 << 64) - 1) -> Any:
         """``n`` unsigned integers written by :meth:`_W.column`, all in [minimum, maximum]."""
         width = self.u8(f"{field}.width")
         code = _COLUMN_CODES.get(width)
         if code is None:
-            raise DecodeError(f"{field}.width", f"column width {width} is not 1, 2, 4 or 8")
+            raise self.fail(f"{field}.width", f"column width {width} is not 1, 2, 4 or 8")
         if n * width > len(self.data) - self.pos:
-            raise DecodeError(field, f"truncated input (at byte {self.pos})")
+            raise self.fail(field, "truncated input")
         values = struct.unpack_from(f"<{n}{code}", self.data, self.pos)
         self.pos += n * width
         if values and (min(values) < minimum or max(values) > maximum):
-            raise DecodeError(field, f"values must be in [{minimum}, {maximum}]")
+            raise self.fail(field, f"values must be in [{minimum}, {maximum}]")
         return values
 
     def texts(self, n: int, field: str, minimum: int, max_bytes: int) -> list[str]:
         """``n`` strings written by :meth:`_W.texts`, each of ``minimum`` code points to
         ``max_bytes`` UTF-8 bytes."""
         lengths = self.column(n, f"{field}.length", minimum, max_bytes)
-        blob = self.blob(f"{field}.text")
+        blob = self.raw(f"{field}.text")
         try:
             text = blob.decode("utf-8")
         except UnicodeDecodeError:
-            raise DecodeError(f"{field}.text", "invalid utf-8") from None
+            raise self.fail(f"{field}.text", "invalid utf-8") from None
         ends = list(accumulate(lengths))
         if (ends[-1] if ends else 0) != len(text):
-            raise DecodeError(f"{field}.length", "lengths do not add up to the text")
+            raise self.fail(f"{field}.length", "lengths do not add up to the text")
         out = list(map(text.__getitem__, map(slice, [0, *ends], ends)))
         if not text.isascii() and any(len(t.encode("utf-8")) > max_bytes for t in out):
-            raise DecodeError(field, f"a string exceeds {max_bytes} bytes")
+            raise self.fail(field, f"a string exceeds {max_bytes} bytes")
         return out
-
-    def end(self, what: str) -> None:
-        if self.pos != len(self.data):
-            raise DecodeError(what, f"{len(self.data) - self.pos} trailing bytes")
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -216,7 +165,7 @@ def encode_event(ev: Event) -> bytes:
     w.varint(len(ev.path))
     for k in ev.path:
         w.text(k)
-    w.blob(encode(ev.delta))
+    w.raw(encode(ev.delta))
     return bytes(w.buf)
 
 
@@ -230,7 +179,7 @@ def decode_event(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Event:
         key = r.text("event.key")
         hlc = _read_hlc(r, "event.hlc")
         path = tuple(r.text(f"event.path[{i}]") for i in range(r.count("event.path")))
-        delta = decode(r.blob("event.delta"), limits)
+        delta = decode(r.raw("event.delta"), limits)
         r.end("event")
     except DecodeError:
         raise
@@ -269,7 +218,7 @@ def _write_entries(w: _W, entries: Entries) -> None:
     for i, (key, spec, stored) in others:
         w.varint(i)
         w.text(key)
-        w.blob(_encode_entry(spec, stored))
+        w.raw(_encode_entry(spec, stored))
 
 
 def _split_registers(
@@ -330,7 +279,7 @@ def _write_registers(w: _W, keys: list[str], stores: list[dict[Dot, Any]]) -> No
     w.texts(list(compress(values, map(_TEXT.__eq__, kinds))))
     datas: list[bytes] = list(compress(values, map(_DATA.__eq__, kinds)))
     w.column(list(map(len, datas)))
-    w.blob(b"".join(datas))
+    w.raw(b"".join(datas))
     ints: list[int] = list(compress(values, map(_INT.__eq__, kinds)))
     w.column([(v << 1) ^ (v >> 63) for v in ints])
 
@@ -352,7 +301,7 @@ def _read_entries(r: _R, field: str, limits: Limits) -> Entries:
         merged += out[taken : taken + take]
         taken += take
         key = r.text(f"{f}.key")
-        spec, stored = _decode_entry(r.blob(f"{f}.value"), f, limits)
+        spec, stored = _decode_entry(r.raw(f"{f}.value"), f, limits)
         merged.append((key, spec, stored))
     merged += out[taken:]
     return tuple(merged)
@@ -396,7 +345,7 @@ def _read_registers(
 def _read_values(r: _R, field: str, limits: Limits, kinds: tuple[int, ...]) -> list[Any]:
     texts = r.texts(kinds.count(_TEXT), f"{field}.text", 0, limits.max_value_bytes)
     lengths = r.column(kinds.count(_DATA), f"{field}.data_length", 0, limits.max_value_bytes)
-    blob = r.blob(f"{field}.data")
+    blob = r.raw(f"{field}.data")
     ends = list(accumulate(lengths))
     if (ends[-1] if ends else 0) != len(blob):
         raise DecodeError(f"{field}.data_length", "lengths do not add up to the data")
@@ -412,14 +361,14 @@ def _read_entries_v1(r: _R, field: str, limits: Limits) -> Entries:
     out: list[tuple[str, TypeSpec, StoredValue]] = []
     for i in range(r.count(field)):
         key = r.text(f"{field}[{i}].key")
-        spec, stored = _decode_entry(r.blob(f"{field}[{i}].value"), f"{field}[{i}]", limits)
+        spec, stored = _decode_entry(r.raw(f"{field}[{i}].value"), f"{field}[{i}]", limits)
         out.append((key, spec, stored))
     return tuple(out)
 
 
 def _ctx(r: _R, field: str) -> CausalContext:
     try:
-        return decode_context(r.blob(field))
+        return decode_context(r.raw(field))
     except InvalidOperation as e:
         raise DecodeError(f"{field}.{e.field}", e.reason) from None
 
@@ -445,8 +394,8 @@ def _read_ids(r: _R, field: str) -> frozenset[str]:
 def encode_snapshot(snap: Snapshot) -> bytes:
     w = _W(_SNAPSHOT, WIRE_VERSION if snap.retired else 2)
     w.text(snap.sender)
-    w.blob(encode_context(snap.applied))
-    w.blob(encode_context(snap.context))
+    w.raw(encode_context(snap.applied))
+    w.raw(encode_context(snap.context))
     _write_entries(w, snap.entries)
     if snap.retired:
         _write_ids(w, snap.retired)
@@ -482,21 +431,21 @@ def encode_checkpoint(cp: Checkpoint) -> bytes:
     w = _W(_CHECKPOINT)
     w.text(cp.replica)
     w.buf.append(1 if cp.bootstrapped else 0)
-    w.blob(encode_context(cp.applied))
-    w.blob(encode_context(cp.context))
+    w.raw(encode_context(cp.applied))
+    w.raw(encode_context(cp.context))
     _write_hlc(w, cp.clock)
     _write_entries(w, cp.entries)
     w.varint(len(cp.log))
     for ev in cp.log:
-        w.blob(encode_event(ev))
+        w.raw(encode_event(ev))
     w.varint(len(cp.peers))
     for pid, acked, reported in cp.peers:
         w.text(pid)
-        w.blob(encode_context(acked))
-        w.blob(encode_context(reported))
-    w.blob(_vv(cp.cut.stable))
-    w.blob(_vv(cp.cut.candidate))
-    w.blob(_vv(cp.cut.frontier))
+        w.raw(encode_context(acked))
+        w.raw(encode_context(reported))
+    w.raw(_vv(cp.cut.stable))
+    w.raw(_vv(cp.cut.candidate))
+    w.raw(_vv(cp.cut.frontier))
     _write_ids(w, cp.cut.members)
     _write_ids(w, cp.retired)
     _write_ids(w, cp.departing)
@@ -517,7 +466,7 @@ def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoin
         raise DecodeError(f"checkpoint.{e.field}", e.reason) from None
     entries = _read_entries(r, "checkpoint.entries", limits)
     log = tuple(
-        decode_event(r.blob(f"checkpoint.log[{i}]"), limits)
+        decode_event(r.raw(f"checkpoint.log[{i}]"), limits)
         for i in range(r.count("checkpoint.log"))
     )
     peers = []
