@@ -106,15 +106,17 @@ def scalar_to_proto(v: Scalar) -> sync_pb2.Scalar:
     return sync_pb2.Scalar(integer=v)
 
 
-def context_from_proto(raw: bytes) -> CausalContext | None:
-    if not raw:
-        return None
+def context_arg(raw: bytes, field: str) -> CausalContext:
+    """An encoded causal context from a request field; INVALID_ARGUMENT naming ``field``."""
     try:
         return decode_context(raw)
     except InvalidOperation as err:
-        raise InvalidArgument(
-            "context", err.reason if err.field == "context" else str(err)
-        ) from None
+        raise InvalidArgument(field, err.reason if err.field == "context" else str(err)) from None
+
+
+def context_from_proto(raw: bytes) -> CausalContext | None:
+    """A client's optional ``context`` (empty: none)."""
+    return context_arg(raw, "context") if raw else None
 
 
 def op_from_proto(

@@ -23,7 +23,7 @@ from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.config import parse_peer_address
 from x0tta6bl4.platform.errors import InvalidArgument, Unavailable
 from x0tta6bl4.sync import metrics
-from x0tta6bl4.sync.convert import invalid
+from x0tta6bl4.sync.convert import context_arg, invalid
 from x0tta6bl4.sync.core import (
     Ack,
     CausalContext,
@@ -37,7 +37,6 @@ from x0tta6bl4.sync.core import (
     Snapshot,
     SyncError,
     TypeSpec,
-    decode_context,
     encode_context,
 )
 from x0tta6bl4.sync.core.wire import decode_event, decode_snapshot, encode_event, encode_snapshot
@@ -63,13 +62,6 @@ def decode_events(raw: Iterable[bytes]) -> tuple[Event, ...]:
         except InvalidOperation as err:
             raise InvalidArgument(f"events[{i}]", str(err)) from None
     return tuple(out)
-
-
-def context_arg(raw: bytes, field: str) -> CausalContext:
-    try:
-        return decode_context(raw)
-    except InvalidOperation as err:
-        raise InvalidArgument(field, str(err)) from None
 
 
 class _Watch:

@@ -14,6 +14,7 @@ from grpc import aio
 from x0tta6bl4.platform.errors import InvalidArgument
 from x0tta6bl4.sync import metrics
 from x0tta6bl4.sync.convert import (
+    context_arg,
     context_from_proto,
     op_from_proto,
     type_from_proto,
@@ -22,7 +23,7 @@ from x0tta6bl4.sync.convert import (
 )
 from x0tta6bl4.sync.core import Ack, DeltaBatch, Digest, Read, Snapshot, encode_context
 from x0tta6bl4.sync.core.wire import encode_event
-from x0tta6bl4.sync.node import SNAPSHOT_CHUNK_BYTES, SyncNode, context_arg, decode_events
+from x0tta6bl4.sync.node import SNAPSHOT_CHUNK_BYTES, SyncNode, decode_events
 from x0tta6bl4.sync.v1 import replication_pb2, replication_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 
