@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
         ("X0_RAFT_PREFERRED_LEADER", "9"),
         ("X0_RAFT_JOIN", "maybe"),
         ("X0_RAFT_READ_BATCH_MS", "-1"),
+        ("X0_RAFT_DATA_DIR", __file__),  # a file, not a directory
     ],
 )
 def test_invalid_raft_setting_exits_2_naming_it(variable: str, value: str) -> None:

@@ -188,15 +188,12 @@ def load_raft_settings(
     if preferred and peers and preferred not in peers:
         problems.append(f"X0_RAFT_PREFERRED_LEADER: {preferred} is not in X0_RAFT_PEERS")
 
-    raw_dir = env.get("X0_RAFT_DATA_DIR", "").strip()
-    if raw_dir:
-        data_dir = Path(raw_dir)
-    elif platform.state_dir:
-        data_dir = Path(platform.state_dir) / "raft"
-    else:
-        data_dir = Path("var") / "consensus" / f"node-{node_id}"
-    if data_dir.exists() and not data_dir.is_dir():
-        problems.append(f"X0_RAFT_DATA_DIR: {data_dir} exists and is not a directory")
+    data_dir = reader.directory(
+        "X0_RAFT_DATA_DIR",
+        Path(platform.state_dir) / "raft"
+        if platform.state_dir
+        else Path("var") / "consensus" / f"node-{node_id}",
+    )
 
     if preferred_zone and peers and all(p.zone != preferred_zone for p in peers.values()):
         problems.append(

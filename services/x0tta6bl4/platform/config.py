@@ -133,6 +133,15 @@ class EnvReader:
             self.problems.append(f"{name}: {err}")
             return default
 
+    def directory(self, name: str, default: Path) -> Path:
+        """A directory (made later if missing), ``default`` when unset; either way, a path that
+        exists and is not a directory is a problem named after ``name``."""
+        raw = self.environ.get(name, "").strip()
+        path = Path(raw) if raw else default
+        if path.exists() and not path.is_dir():
+            self.problems.append(f"{name}: {path} exists and is not a directory")
+        return path
+
 
 def parse_bool(value: str) -> bool:
     lowered = value.lower()

@@ -96,15 +96,12 @@ def load_sync_settings(
     if join and not peers:
         problems.append("X0_SYNC_JOIN: a joining replica needs X0_SYNC_PEERS to join through")
 
-    raw_dir = env.get("X0_SYNC_DATA_DIR", "").strip()
-    if raw_dir:
-        data_dir = Path(raw_dir)
-    elif platform.state_dir:
-        data_dir = Path(platform.state_dir) / "sync"
-    else:
-        data_dir = Path("var") / "sync" / replica_id
-    if data_dir.exists() and not data_dir.is_dir():
-        problems.append(f"X0_SYNC_DATA_DIR: {data_dir} exists and is not a directory")
+    data_dir = reader.directory(
+        "X0_SYNC_DATA_DIR",
+        Path(platform.state_dir) / "sync"
+        if platform.state_dir
+        else Path("var") / "sync" / replica_id,
+    )
     if problems:
         raise ConfigError(problems)
     return SyncSettings(

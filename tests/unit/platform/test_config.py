@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from x0tta6bl4.platform.config import HostPort, load_settings
+from x0tta6bl4.platform.config import EnvReader, HostPort, load_settings
 from x0tta6bl4.platform.errors import ConfigError
 
 BASE = {"X0_SPIFFE_SOCKET": "unix:///run/spire/agent.sock"}
@@ -72,3 +72,15 @@ def test_event_loop_defaults_to_uvloop_and_bad_names_are_named() -> None:
     assert load_settings("ops", {**BASE, "X0_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
     with pytest.raises(ConfigError, match="X0_EVENT_LOOP: must be one of uvloop, asyncio"):
         load_settings("ops", {**BASE, "X0_EVENT_LOOP": "trio"})
+
+
+def test_a_directory_setting_that_names_a_file_is_a_problem(tmp_path: Path) -> None:
+    afile = tmp_path / "not-a-dir"
+    afile.write_text("x")
+    reader = EnvReader({"X0_THING_DIR": str(afile)})
+    assert reader.directory("X0_THING_DIR", tmp_path / "default") == afile
+    assert reader.problems == [f"X0_THING_DIR: {afile} exists and is not a directory"]
+    unset = EnvReader({})
+    assert unset.directory("X0_THING_DIR", afile) == afile  # the default is checked too
+    assert unset.problems == [f"X0_THING_DIR: {afile} exists and is not a directory"]
+    assert EnvReader({}).directory("X0_THING_DIR", tmp_path).is_dir()
