@@ -439,35 +439,12 @@ class X0Cluster(System):
 
     async def start(self, workdir: Path) -> None:
         sys.path.insert(0, str(ROOT))
-        from tests.support.mesh import Mesh, svid_source
+        from tests.support.mesh import Mesh, consensus_cluster, svid_source
 
         self.mesh = await asyncio.to_thread(Mesh, workdir / "mesh")
-        workload = await asyncio.to_thread(self.mesh.workload, "consensus")
-        opa = await asyncio.to_thread(self.mesh.opa)
-        ports = [free_port() for _ in range(3)]
-        peers = ",".join(f"{i + 1}=127.0.0.1:{p}@zone-{i + 1}" for i, p in enumerate(ports))
-        for i, port in enumerate(ports):
-            env = {
-                "X0_RAFT_NODE_ID": str(i + 1),
-                "X0_RAFT_PEERS": peers,
-                "X0_RAFT_DATA_DIR": str(workdir / f"n{i + 1}"),
-            }
-            node = await asyncio.to_thread(
-                self.mesh.service,
-                "consensus",
-                workload=workload,
-                opa=opa,
-                env=env,
-                wait_ready=False,
-                grpc_port=port,
-            )
-            self.nodes.append(node)
-        for node in self.nodes:
-            deadline = time.monotonic() + 60
-            while not await asyncio.to_thread(node.ready):
-                if not node.process.running() or time.monotonic() > deadline:
-                    raise RuntimeError(f"x0tta6bl4 member not ready:\n{node.process.log_tail()}")
-                await asyncio.sleep(0.1)
+        # The test suite's cluster (zones a, b, c; waits until every member is ready).
+        cluster = await asyncio.to_thread(consensus_cluster, self.mesh, workdir / "raft")
+        self.nodes = [cluster.members[i] for i in sorted(cluster.members)]
         operator = await asyncio.to_thread(self.mesh.workload, "operator")
         self._svids_cm = svid_source(operator)
         self.svids = await self._svids_cm.__aenter__()
