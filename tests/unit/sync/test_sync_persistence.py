@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from x0tta6bl4.sync.core import Add, Replica, TypeSpec, TypeTag, value_of
+from tests.support.crdt_specs import AW
+from x0tta6bl4.sync.core import Add, Replica, value_of
 from x0tta6bl4.sync.persistence import CorruptStore, Persistence
-
-AW = TypeSpec(TypeTag.AW_SET)
 
 
 def _reopen(d: Path) -> Replica:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.crdt_specs import AW, LWW, MAP, RW
 from x0tta6bl4.sync.core import (
     Add,
     Assign,
@@ -18,8 +19,6 @@ from x0tta6bl4.sync.core import (
     Remove,
     Replica,
     Snapshot,
-    TypeSpec,
-    TypeTag,
     value_of,
 )
 from x0tta6bl4.sync.core.wire import (
@@ -30,10 +29,6 @@ from x0tta6bl4.sync.core.wire import (
 )
 
 T0 = 1_000_000
-AW = TypeSpec(TypeTag.AW_SET)
-RW = TypeSpec(TypeTag.RW_SET)
-LWW = TypeSpec(TypeTag.LWW_REGISTER)
-MAP = TypeSpec(TypeTag.OR_MAP, LWW)
 STAYING = ("a", "b", "c")
 
 

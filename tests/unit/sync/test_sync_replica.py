@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.crdt_specs import AW, DW, MAP_AW, MV, PN, RW
 from x0tta6bl4.sync.core import (
     Ack,
     Add,
@@ -29,12 +30,6 @@ from x0tta6bl4.sync.core import (
 )
 
 T0 = 1_000_000
-AW = TypeSpec(TypeTag.AW_SET)
-RW = TypeSpec(TypeTag.RW_SET)
-DW = TypeSpec(TypeTag.DW_FLAG)
-MV = TypeSpec(TypeTag.MV_REGISTER)
-PN = TypeSpec(TypeTag.PNCOUNTER)
-MAP_AW = TypeSpec(TypeTag.OR_MAP, AW)
 
 
 def cluster(*ids: str, **cfg: int) -> dict[str, Replica]:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.crdt_specs import AW, LWW, MAP, MV, PN
 from x0tta6bl4.sync.core import (
     Add,
     Assign,
@@ -23,7 +24,6 @@ from x0tta6bl4.sync.core import (
     Replica,
     Snapshot,
     TypeSpec,
-    TypeTag,
 )
 from x0tta6bl4.sync.core.causal import CausalContext
 from x0tta6bl4.sync.core.codec import encode, encode_context
@@ -31,11 +31,6 @@ from x0tta6bl4.sync.core.dotstore import dots
 from x0tta6bl4.sync.core.errors import DecodeError
 from x0tta6bl4.sync.core.wire import _SNAPSHOT, _W, decode_snapshot, encode_snapshot
 
-LWW = TypeSpec(TypeTag.LWW_REGISTER)
-MV = TypeSpec(TypeTag.MV_REGISTER)
-AW = TypeSpec(TypeTag.AW_SET)
-PN = TypeSpec(TypeTag.PNCOUNTER)
-MAP = TypeSpec(TypeTag.OR_MAP, LWW)
 IDS = ("a", "b", "c")
 KEYS = st.sampled_from(["k1", "k2", "k3", "kÿ"])  # a non-ASCII key takes the slow checks
 VALUES = st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=4), st.binary(max_size=4))
