@@ -107,6 +107,17 @@ async def test_remote_member_gets_longer_timers_and_latency_causes_no_elections(
     assert views == {i: (leader, term) for i in cluster.ports}, "an election happened"
     log = cluster.members[REMOTE].process.log_path.read_text()
     assert "timers raised for link RTTs" in log
+    # The leader measures each link's round trip from its heartbeats.
+    leader_metrics = cluster.members[leader].metrics()
+    wan = metric(leader_metrics, "x0tta6bl4_raft_peer_rtt_seconds", peer=str(REMOTE))
+    lan = metric(leader_metrics, "x0tta6bl4_raft_peer_rtt_seconds", peer="2")
+    print(
+        f"measured round trips from leader {leader}: zone-c {wan * 1000:.0f} ms, "
+        f"zone-b {lan * 1000:.1f} ms"
+    )
+    assert wan >= 2 * WAN_ONE_WAY_S * 0.9 and lan < WAN_ONE_WAY_S, (wan, lan)
+    # ... and warns that its own (zone-a) timers are tight for the link to zone-c.
+    assert "raft.link_rtt_high" in cluster.members[leader].process.log_path.read_text()
 
 
 async def test_leadership_returns_to_the_preferred_zone_after_failover(

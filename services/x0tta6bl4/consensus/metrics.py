@@ -55,6 +55,11 @@ FOLLOWER_LAG = Gauge(
     "Entries a follower is behind the leader's last index (reported by the leader).",
     ["peer"],
 )
+PEER_RTT = Gauge(
+    "x0tta6bl4_raft_peer_rtt_seconds",
+    "Round trip to a member, measured from heartbeats (leader only; moving average).",
+    ["peer"],
+)
 SEND_FAILURES = Counter(
     "x0tta6bl4_raft_send_failures",
     "Batches of Raft messages that could not be delivered.",

@@ -62,6 +62,7 @@ from x0tta6bl4.consensus.core.messages import (
     ConfState,
     EntryType,
     Message,
+    MessageType,
     Role,
     Snapshot,
     SoftState,
@@ -73,6 +74,7 @@ from x0tta6bl4.consensus.core.node import (
     Ready,
 )
 from x0tta6bl4.consensus.durable_log import DurableLog
+from x0tta6bl4.consensus.link_rtt import LinkRtt, too_tight
 from x0tta6bl4.consensus.settings import RaftSettings
 from x0tta6bl4.consensus.storage.errors import StorageError, StorageFull, storage_error
 from x0tta6bl4.consensus.storage.snapshot_files import read_snapshot
@@ -177,6 +179,8 @@ class RaftRuntime:
         self._wakeup = asyncio.Event()
         self._ticks_due = 0
         self._persisting = False
+        self.link_rtt = LinkRtt()
+        self._rtt_warned: set[int] = set()
         # The WAL write running in a worker thread, if any (stop() waits for it).
         self._write: asyncio.Future[float] | None = None
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
@@ -265,6 +269,7 @@ class RaftRuntime:
             chunk_bytes=self.raft.snapshot_chunk_bytes,
             on_unreachable=lambda peer: self._post(("unreachable", peer)),
             on_snapshot_done=lambda peer, ok: self._post(("snap_done", peer, ok)),
+            link_rtt=self.link_rtt,
         )
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run())]
@@ -299,9 +304,30 @@ class RaftRuntime:
         """Messages from a peer (RaftService.Send / InstallSnapshot)."""
         for m in messages:
             self._inbox.append(("msg", m))
+            if m.type is MessageType.HEARTBEAT_RESP:
+                self._heartbeat_answered(m.frm)
         if messages and messages[0].frm == self.node.lead:
             self.leader_heard_at = time.monotonic()
         self._wakeup.set()
+
+    def _heartbeat_answered(self, peer: int) -> None:
+        """Update the measured round trip to ``peer``; warn (once per peer) when it makes
+        the election timeout too tight for the link."""
+        rtt = self.link_rtt.answered(peer, time.monotonic())
+        if rtt is None:
+            return
+        metrics.PEER_RTT.labels(str(peer)).set(rtt)
+        timeout_ms = self.raft.election_ticks * self.raft.tick_ms
+        if peer not in self._rtt_warned and too_tight(rtt, timeout_ms):
+            self._rtt_warned.add(peer)
+            log.warning(
+                "raft.link_rtt_high",
+                peer=peer,
+                rtt_ms=round(rtt * 1000, 1),
+                election_timeout_ms=timeout_ms,
+                hint=f"set X0_RAFT_LINK_RTT_MS (e.g. {peer}={round(rtt * 1000)}) to raise "
+                "this member's timers for the link",
+            )
 
     def _start_ticker(self, loop: asyncio.AbstractEventLoop) -> None:
         """Count a tick every ``tick_ms`` and wake the Raft loop: a timer callback that
@@ -389,6 +415,7 @@ class RaftRuntime:
                     fut.set_result(None)
             elif kind == "unreachable":
                 node.report_unreachable(item[1])
+                self.link_rtt.reset(item[1])  # what was queued to it is gone
             elif kind == "snap_done":
                 node.report_snapshot(item[1], item[2])
             elif kind == "snapshot_written":
@@ -628,6 +655,8 @@ class RaftRuntime:
             self._expiring.clear()
         elif soft.role is not Role.LEADER:
             self._deadlines = LeaseDeadlines()
+        if soft.role is not prev.role:
+            self.link_rtt.reset()
         metrics.IS_LEADER.set(1 if soft.role is Role.LEADER else 0)
         metrics.HAS_LEADER.set(1 if soft.leader != NONE else 0)
 
@@ -639,8 +668,10 @@ class RaftRuntime:
         for peer in removed:
             if peer == self.id:
                 continue
-            with contextlib.suppress(KeyError):
-                metrics.FOLLOWER_LAG.remove(str(peer))
+            for gauge in (metrics.FOLLOWER_LAG, metrics.PEER_RTT):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(peer))
+            self.link_rtt.forget(peer)
             task = asyncio.get_running_loop().create_task(self.transport.remove(peer))
             self._background.add(task)
             task.add_done_callback(self._background.discard)

@@ -26,7 +26,10 @@ is validated at start-up and all problems are reported at once, each naming its 
                                 (default: none; X0_RAFT_PREFERRED_LEADER takes precedence)
 ``X0_RAFT_LINK_RTT_MS``         ``id=ms,...`` round-trip times to the other members; the
                                 heartbeat and election timers are raised to suit the slowest
-                                link (topology.timers_for_rtt; never lowered)
+                                link (topology.timers_for_rtt; never lowered). The
+                                measured round trips are in x0tta6bl4_raft_peer_rtt_seconds
+                                (leader), which logs raft.link_rtt_high when one is too slow
+                                for the configured timers
 ``X0_RAFT_JOIN``                ``true`` for a member added later with MemberAdd: it starts
                                 empty and waits for the leader's snapshot (default false)
 ``X0_RAFT_MAX_INFLIGHT``        pipelined append messages per follower (default 256)

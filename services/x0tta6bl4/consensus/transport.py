@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from grpc import aio
 
 from x0tta6bl4.consensus.codec import message_to_pb
 from x0tta6bl4.consensus.core.messages import Message, MessageType
+from x0tta6bl4.consensus.link_rtt import LinkRtt
 from x0tta6bl4.consensus.metrics import SEND_FAILURES, SNAPSHOTS
 from x0tta6bl4.consensus.storage.snapshot_files import iter_file_chunks, snapshot_name
 from x0tta6bl4.consensus.v1 import raft_pb2, raft_pb2_grpc
@@ -230,8 +232,10 @@ class Transport:
         chunk_bytes: int,
         on_unreachable: Callable[[int], None],
         on_snapshot_done: Report,
+        link_rtt: LinkRtt | None = None,
     ) -> None:
         self.self_id = self_id
+        self._link_rtt = link_rtt or LinkRtt()
         self._resolve = resolve
         self._client_factory = client_factory
         self._snap_dir = snap_dir
@@ -271,6 +275,8 @@ class Transport:
                 if m.type is MessageType.SNAP:
                     self._on_snapshot_done(m.to, False)
                 continue
+            if m.type is MessageType.HEARTBEAT:
+                self._link_rtt.sent(m.to, time.monotonic())
             link.send(m)
 
     async def remove(self, peer_id: int) -> None:
