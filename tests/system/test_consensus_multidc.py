@@ -115,7 +115,7 @@ async def test_remote_member_gets_longer_timers_and_latency_causes_no_elections(
         f"measured round trips from leader {leader}: zone-c {wan * 1000:.0f} ms, "
         f"zone-b {lan * 1000:.1f} ms"
     )
-    assert wan >= 2 * WAN_ONE_WAY_S * 0.9 and lan < WAN_ONE_WAY_S, (wan, lan)
+    assert wan >= 2 * WAN_ONE_WAY_S * 0.9 and lan < wan / 2, (wan, lan)
     # ... and warns that its own (zone-a) timers are tight for the link to zone-c.
     assert "raft.link_rtt_high" in cluster.members[leader].process.log_path.read_text()
 
