@@ -317,7 +317,7 @@ class RaftRuntime:
         if rtt is None:
             return
         metrics.PEER_RTT.labels(str(peer)).set(rtt)
-        timeout_ms = self.raft.election_ticks * self.raft.tick_ms
+        timeout_ms = self.raft.election_ms
         if peer not in self._rtt_warned and too_tight(rtt, timeout_ms):
             self._rtt_warned.add(peer)
             log.warning(
@@ -826,13 +826,12 @@ class RaftRuntime:
     # ------------------------------------------------------------------ multi-datacenter
 
     def _log_timers(self) -> None:
-        tick = self.raft.tick_ms
-        metrics.ELECTION_TIMEOUT_MS.set(self.raft.election_ticks * tick)
-        metrics.HEARTBEAT_INTERVAL_MS.set(self.raft.heartbeat_ticks * tick)
+        metrics.ELECTION_TIMEOUT_MS.set(self.raft.election_ms)
+        metrics.HEARTBEAT_INTERVAL_MS.set(self.raft.heartbeat_ms)
         log.info(
             "raft.timers",
-            heartbeat_ms=self.raft.heartbeat_ticks * tick,
-            election_ms=self.raft.election_ticks * tick,
+            heartbeat_ms=self.raft.heartbeat_ms,
+            election_ms=self.raft.election_ms,
             link_rtt_ms={str(k): v for k, v in self.raft.link_rtt_ms.items()},
         )
 

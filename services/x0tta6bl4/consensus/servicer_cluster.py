@@ -121,6 +121,6 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self._require_leader(context)
         if not self._rt.node.membership.is_voter(node_id):
             raise InvalidArgument("id", f"member {node_id} is not a voter")
-        timeout = 3 * 2 * self._rt.raft.election_ticks * self._rt.raft.tick_ms / 1000
+        timeout = 3 * 2 * self._rt.raft.election_ms / 1000
         leader = await self._rt.transfer_leadership(node_id, max(1.0, timeout))
         return cluster_pb2.TransferLeaderResponse(leader_id=leader)

@@ -91,6 +91,15 @@ class RaftSettings:
     read_batch_ms: int = 2
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def heartbeat_ms(self) -> int:
+        return self.heartbeat_ticks * self.tick_ms
+
+    @property
+    def election_ms(self) -> int:
+        """The base election timeout (each election draws from [t, 2t))."""
+        return self.election_ticks * self.tick_ms
+
 
 def parse_peers(value: str) -> dict[int, Peer]:
     """``1=127.0.0.1:7001@zone-a,2=127.0.0.1:7002@zone-b`` -> peers by id."""

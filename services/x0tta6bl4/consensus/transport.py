@@ -232,10 +232,10 @@ class Transport:
         chunk_bytes: int,
         on_unreachable: Callable[[int], None],
         on_snapshot_done: Report,
-        link_rtt: LinkRtt | None = None,
+        link_rtt: LinkRtt,
     ) -> None:
         self.self_id = self_id
-        self._link_rtt = link_rtt or LinkRtt()
+        self._link_rtt = link_rtt
         self._resolve = resolve
         self._client_factory = client_factory
         self._snap_dir = snap_dir
