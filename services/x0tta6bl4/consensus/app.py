@@ -38,8 +38,8 @@ def make_register(raft: RaftSettings) -> Register:
         kv_pb2_grpc.add_KVServiceServicer_to_server(KvServicer(runtime), server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(runtime), server)
         raft_servicer = RaftServicer(runtime)
-        rt.readiness.on_drain(runtime.hub.drain)
-        rt.readiness.on_drain(raft_servicer.end_streams)
+        rt.on_drain(runtime.hub.drain)
+        rt.on_drain(raft_servicer.end_streams)
         raft_pb2_grpc.add_RaftServiceServicer_to_server(raft_servicer, server)
         return [
             kv_pb2.DESCRIPTOR.services_by_name["KVService"].full_name,

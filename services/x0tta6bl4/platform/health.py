@@ -23,24 +23,10 @@ class Readiness:
 
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
-        self._on_drain: list[Callable[[], None]] = []
         self.draining = False
 
     def add(self, name: str, check: Check) -> None:
         self._checks[name] = check
-
-    def on_drain(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when the process starts draining (e.g. to end long-lived streams
-        that would otherwise hold a graceful stop for the whole drain timeout)."""
-        self._on_drain.append(callback)
-
-    def start_draining(self) -> None:
-        self.draining = True
-        for callback in self._on_drain:
-            try:
-                callback()
-            except Exception:
-                log.exception("drain_callback_failed")
 
     async def evaluate(self) -> tuple[bool, dict[str, str]]:
         results: dict[str, str] = {}

@@ -50,7 +50,13 @@ class Runtime:
     svids: SvidSource
     telemetry: Telemetry
     readiness: Readiness
+    drains: list[Callable[[], None]] = dataclasses.field(default_factory=list)
     teardowns: list[Teardown] = dataclasses.field(default_factory=list)
+
+    def on_drain(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the process starts draining (e.g. to end long-lived streams
+        that would otherwise hold a graceful stop for the whole drain timeout)."""
+        self.drains.append(callback)
 
     def on_stop(self, teardown: Teardown) -> None:
         """Await ``teardown`` when the process stops, after the gRPC server has stopped (no
@@ -199,7 +205,8 @@ async def serve(
         await stop.wait()
 
         log.info("draining", timeout_s=settings.drain_timeout_s)
-        readiness.start_draining()
+        readiness.draining = True
+        _start_draining(runtime.drains)
         await health.enter_graceful_shutdown()
         await server.stop(grace=settings.drain_timeout_s)
         log.info("stopped")
@@ -226,3 +233,11 @@ async def _tear_down(teardowns: list[Teardown]) -> None:
                 await teardown()
         except Exception:
             log.exception("teardown_failed", teardown=getattr(teardown, "__qualname__", "?"))
+
+
+def _start_draining(drains: list[Callable[[], None]]) -> None:
+    for callback in drains:
+        try:
+            callback()
+        except Exception:
+            log.exception("drain_callback_failed")
