@@ -209,18 +209,27 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         self._in_flight.dec()
         structlog.contextvars.unbind_contextvars("caller", "method", "decision_id")
 
+    def _begin(
+        self, context: aio.ServicerContext[Any, Any], full_method: str, metrics: _MethodMetrics
+    ) -> tuple[_Outcome, float, Any, Any]:
+        """A call starts: its outcome, start time, metadata and (not yet entered) server span.
+        The unary and the streaming handler share everything but how they await the
+        behaviour (a coroutine, an async generator), so they differ only in that."""
+        self._in_flight.inc()
+        metadata = context.invocation_metadata() or ()
+        span = self._server_span(full_method, metadata, metrics)
+        return _Outcome(), time.perf_counter(), metadata, span
+
     def _unary_response(
         self, behavior: Callable[..., Awaitable[Any]], full_method: str
     ) -> Callable[..., Awaitable[Any]]:
         metrics = _MethodMetrics(self._service, full_method)  # once per method: see _wrapped
 
         async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            outcome, started = _Outcome(), time.perf_counter()
-            self._in_flight.inc()
-            invocation_metadata = context.invocation_metadata() or ()
-            with self._server_span(full_method, invocation_metadata, metrics) as span:
+            outcome, started, metadata, server_span = self._begin(context, full_method, metrics)
+            with server_span as span:
                 try:
-                    await self._admit(context, full_method, outcome, invocation_metadata, span)
+                    await self._admit(context, full_method, outcome, metadata, span)
                     try:
                         return await behavior(request, context)
                     except aio.AbortError:
@@ -240,12 +249,10 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         async def handle(
             request: Any, context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            outcome, started = _Outcome(), time.perf_counter()
-            self._in_flight.inc()
-            invocation_metadata = context.invocation_metadata() or ()
-            with self._server_span(full_method, invocation_metadata, metrics) as span:
+            outcome, started, metadata, server_span = self._begin(context, full_method, metrics)
+            with server_span as span:
                 try:
-                    await self._admit(context, full_method, outcome, invocation_metadata, span)
+                    await self._admit(context, full_method, outcome, metadata, span)
                     try:
                         async for response in behavior(request, context):
                             yield response
