@@ -179,6 +179,10 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     async def _fail(
         self, context: aio.ServicerContext[Any, Any], err: Exception, outcome: _Outcome
     ) -> None:
+        """End the call for a handler's error: an abort goes on as it is, a ServiceError
+        becomes its status, anything else INTERNAL (logged, with the trace id)."""
+        if isinstance(err, aio.AbortError):
+            raise err
         if isinstance(err, ServiceError):
             outcome.code = err.code
             await context.abort(err.code, err.message)
@@ -232,8 +236,6 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                     await self._admit(context, full_method, outcome, metadata, span)
                     try:
                         return await behavior(request, context)
-                    except aio.AbortError:
-                        raise
                     except Exception as err:
                         await self._fail(context, err, outcome)
                 finally:
@@ -256,8 +258,6 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                     try:
                         async for response in behavior(request, context):
                             yield response
-                    except aio.AbortError:
-                        raise
                     except Exception as err:
                         await self._fail(context, err, outcome)
                 finally:
