@@ -48,10 +48,11 @@ which is what it had seen. So:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from .causal import EMPTY_CONTEXT, CausalContext, Dot, VersionVector, check_replica
 from .counters import GCounter, PNCounter
@@ -197,6 +198,21 @@ class _Peer:
     next_seq: int = 1
     inflight: dict[int, tuple[int, frozenset[Dot]]] = field(default_factory=dict)
     last_heard_ms: int | None = None
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_SPARSE_BYTES_PER_ENTRY = 192
+"""A dict uses 30-95 bytes per entry when its table was sized for what it holds."""
+
+
+def _compacted(d: dict[_K, _V]) -> dict[_K, _V]:
+    """``d``, or a copy sized for what it holds now when deletions left its table mostly
+    empty: a dict never shrinks on deletion, so a log or key space that once held 100,000
+    entries would keep that table after collection emptied it."""
+    if sys.getsizeof(d) > _SPARSE_BYTES_PER_ENTRY * len(d) + 4096:
+        return dict(d)
+    return d
 
 
 def _live(value: StoredValue) -> bool:
@@ -902,6 +918,7 @@ class Replica:
         drop = [d for d in self._log if stable.covers(d)]
         for d in drop:
             del self._log[d]
+        self._log = _compacted(self._log)
         before = self._cut.stable
         self._cut = self._cut.advance(acks)
         collected = 0
@@ -912,6 +929,7 @@ class Replica:
         if self._bootstrapped:
             pruned = tuple(r for r in sorted(self._departing) if self._settled(r))
             self._retire(pruned)
+        self._data = _compacted(self._data)  # removals and collection free keys
         return GCReport(stable, self._cut.stable, len(drop), collected, pruned)
 
     def _collect(self, strongly_stable: VersionVector, now_ms: int) -> int:
