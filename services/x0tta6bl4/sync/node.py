@@ -245,7 +245,7 @@ class SyncNode:
             self.snapshots_received += 1
         metrics.SNAPSHOTS_RECEIVED.labels(snap.sender).inc()
         self.last_exchange[snap.sender] = time.monotonic()
-        self._notify([key for key, _, _ in snap.entries], "")
+        self._notify([*snap.registers, *(key for key, _, _ in snap.entries)], "")
         return ack
 
     # -- serving peers -------------------------------------------------------------------
@@ -458,7 +458,8 @@ class SyncNode:
             raise Unavailable(f"snapshot from {peer} claims to be from {snap.sender}")
         ack = await self.apply_snapshot(snap)
         await self._acknowledge(peer, ack)
-        log.info("sync_snapshot_applied", peer=peer, bytes=len(data), keys=len(snap.entries))
+        keys = len(snap.registers) + len(snap.entries)
+        log.info("sync_snapshot_applied", peer=peer, bytes=len(data), keys=keys)
 
     async def _announce(self) -> None:
         """A joining replica: tell every configured peer about us until each accepted."""

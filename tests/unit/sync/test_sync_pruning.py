@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.support.crdt_specs import AW, LWW, MAP, RW
@@ -21,6 +23,8 @@ from x0tta6bl4.sync.core import (
     Snapshot,
     value_of,
 )
+from x0tta6bl4.sync.core.bytes_io import ByteWriter
+from x0tta6bl4.sync.core.codec import encode_context
 from x0tta6bl4.sync.core.wire import (
     decode_checkpoint,
     decode_snapshot,
@@ -253,17 +257,34 @@ def test_restart_keeps_the_retired_and_departing_replicas() -> None:
     assert mentions(restored) == [] and restored.state() == a.state()
 
 
-def test_version_2_checkpoints_and_snapshots_are_still_read() -> None:
+def test_checkpoints_and_snapshots_of_versions_2_and_3_are_still_read() -> None:
+    """Before version 4, a state had no rows: every register was an entry."""
     rs = cluster()
     written_by_r(rs)
     a = rs["a"]
+    every_entry, _, _ = a.state()
     snap = a.snapshot()
-    data = encode_snapshot(snap)
+    assert snap.registers  # kept as rows, so written as version 4
+    old_snapshot = dataclasses.replace(snap, entries=every_entry, registers={})
+    data = encode_snapshot(old_snapshot)
     assert data[0] == 2 and decode_snapshot(data) == snap  # nothing retired: still version 2
-    v3 = encode_checkpoint(a.checkpoint())
-    assert v3[0] == 3 and v3.endswith(b"\x00\x00")  # no retired, no departing replica
+    cp = a.checkpoint()
+    v4 = encode_checkpoint(dataclasses.replace(cp, entries=every_entry, registers={}))
+    header = ByteWriter()  # the fields before the block of rows, which versions 2 and 3 lack
+    header.text(cp.replica)
+    header.buf.append(1)
+    header.raw(encode_context(cp.applied))
+    header.raw(encode_context(cp.context))
+    header.varint(cp.clock.wall_ms)
+    header.varint(cp.clock.logical)
+    header.text(cp.clock.replica)
+    at = 2 + len(header.buf)
+    assert v4[0] == 4 and v4[at] == 0  # no rows
+    v3 = bytes([3]) + v4[1:at] + v4[at + 1 :]
+    assert v3.endswith(b"\x00\x00")  # no retired, no departing replica
+    assert decode_checkpoint(v3) == cp
     v2 = bytes([2]) + v3[1:-2]  # version 2 ended after the cut's members
-    assert decode_checkpoint(v2) == a.checkpoint()
+    assert decode_checkpoint(v2) == cp
 
 
 def test_events_of_a_retired_replica_in_a_restored_log_are_not_replayed() -> None:

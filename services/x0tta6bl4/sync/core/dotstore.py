@@ -159,20 +159,19 @@ def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotF
         return _filter_fun(b, ca)
     # ``CausalContext.contains`` inlined, plain loops: this is the hot path of every merge and
     # the stores are usually tiny (a register holds one entry).
-    av, acl = ca._v, ca._cloud
-    bv, bcl = cb._v, cb._cloud
     if len(ad) == 1 == len(bd):
         (da,) = ad
         (db,) = bd
         if da == db:  # the same entry (on a shared dot the general join keeps ``a``'s payload)
             return a
-        keep_a = da[1] > bv.get(da[0], 0) and not (bcl and da in bcl)
-        keep_b = db[1] > av.get(db[0], 0) and not (acl and db in acl)
+        keep_a, keep_b = survivors(da, ca, db, cb)
         if keep_a:
             return DotFun._wrap(ad | bd) if keep_b else a
         return b if keep_b else EMPTY_FUN
     if ad == bd:  # both sides hold the same entries: the join keeps exactly those
         return a
+    av, acl = ca._v, ca._cloud
+    bv, bcl = cb._v, cb._cloud
     out: dict[Dot, Any] = {}
     for d, v in ad.items():
         if d in bd or not (d[1] <= bv.get(d[0], 0) or d in bcl):
@@ -181,6 +180,82 @@ def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotF
         if d not in ad and not (d[1] <= av.get(d[0], 0) or d in acl):
             out[d] = v
     return DotFun._wrap(out)
+
+
+def survivors(da: Dot, ca: CausalContext, db: Dot, cb: CausalContext) -> tuple[bool, bool]:
+    """The join of two single-entry dot functions (distinct dots ``da`` and ``db``, with
+    contexts ``ca`` and ``cb``): whether each entry survives, i.e. the other side has not
+    seen its dot. The hot path of every merge, so ``CausalContext.contains`` is inlined."""
+    bcl, acl = cb._cloud, ca._cloud
+    return (
+        da[1] > cb._v.get(da[0], 0) and not (bcl and da in bcl),
+        db[1] > ca._v.get(db[0], 0) and not (acl and db in acl),
+    )
+
+
+# -- rows: dot functions as flat tuples ----------------------------------------------------------
+
+Row: TypeAlias = tuple[Any, ...]
+"""A non-empty dot function as the flat tuple ``(dot1, payload1, dot2, payload2, ...)``,
+dots ascending (so equal dot functions have equal rows): how a replica keeps its top-level LWW
+registers (one entry each, a few while concurrent writes are unresolved), one tuple instead of
+a DotFun, its dict and an entry tuple."""
+
+
+def row_of(store: DotFun) -> Row:
+    """The row of a non-empty dot function."""
+    d = store._d
+    if len(d) == 1:
+        (item,) = d.items()
+        return item
+    return tuple(chain.from_iterable(sorted(d.items())))  # dots are distinct
+
+
+def fun_of(row: Row) -> DotFun:
+    """The dot function a row stands for."""
+    if len(row) == 2:
+        return DotFun._wrap({row[0]: row[1]})
+    return DotFun._wrap(dict(zip(row[0::2], row[1::2], strict=True)))
+
+
+def join_rows(m: Row, cm: CausalContext, t: Row, ct: CausalContext) -> Row:
+    """:func:`join_fun` of two rows: ``m`` or ``t`` itself when the join is one of them,
+    ``()`` when it is empty."""
+    if len(m) == 2 == len(t):  # one entry each: the usual case, without building stores
+        dm, dt = m[0], t[0]
+        if dm == dt:
+            return m
+        keep_m, keep_t = survivors(dm, cm, dt, ct)
+        if keep_m:
+            return (m + t if dm < dt else t + m) if keep_t else m
+        return t if keep_t else ()
+    # One side's single entry among the other's siblings, none of which it has seen: the join
+    # is the other side (a replica receiving a state with its value and concurrent ones).
+    if len(m) == 2 and m[0] in t[0::2] and unseen_dots([d for d in t[0::2] if d != m[0]], cm):
+        return t
+    if len(t) == 2 and t[0] in m[0::2] and unseen_dots([d for d in m[0::2] if d != t[0]], ct):
+        return m
+    fm, ft = fun_of(m), fun_of(t)
+    j = join_fun(fm, cm, ft, ct)
+    return m if j is fm else t if j is ft else row_of(j) if j._d else ()
+
+
+def filter_row(row: Row, c: CausalContext) -> Row:
+    """The row's entries ``c`` has not seen (:func:`_filter` of its dot function)."""
+    if len(row) == 2:
+        d = row[0]
+        return () if d[1] <= c._v.get(d[0], 0) or d in c._cloud else row
+    f = fun_of(row)
+    j = _filter_fun(f, c)
+    return row if j is f else row_of(j) if j._d else ()
+
+
+def row_dots(rows: Iterable[Row]) -> list[Dot]:
+    """Every dot the rows hold."""
+    rows = list(rows)
+    if set(map(len, rows)) <= {2}:
+        return list(map(itemgetter(0), rows))
+    return [d for row in rows for d in row[0::2]]
 
 
 def join_map(a: DotMap, ca: CausalContext, b: DotMap, cb: CausalContext) -> DotMap:

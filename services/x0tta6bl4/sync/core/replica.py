@@ -29,6 +29,13 @@ Messages in and out are plain values; the gRPC adapter moves them and calls thes
   tokens that are strongly stable (:mod:`.gc`) through a replicated removal event, and prunes
   departed replicas.
 
+Storage. Values are kept per key as entries ``(key, type, stored value)``, except the
+commonest kind: the LWW register of a key holding no other type is kept as a *row*, the flat
+tuple of its dot function (:data:`~.dotstore.Row`), a few hundred bytes less per key. States
+carry both forms (:attr:`Snapshot.registers`, :attr:`Snapshot.entries`), so a snapshot's
+registers are written, read and joined column by column and row by row
+(:meth:`Replica._join_rows`) without building a dot store per key.
+
 Pruning. ``leave(r)`` (r stopped for good) makes r *departing*; ``gc`` *retires* it once its
 events are settled: every member has reported, after the leave, having applied exactly the
 events of r this replica applied, and the strongly stable cut covers them (so r's remove-wins
@@ -49,6 +56,7 @@ which is what it had seen. So:
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -61,12 +69,19 @@ from .dotstore import (
     EMPTY_MAP,
     DotFun,
     DotStore,
+    Row,
     _filter,
     dots,
+    filter_row,
+    fun_of,
     join,
     join_at,
     join_fun,
+    join_rows,
+    row_dots,
+    row_of,
     unseen,
+    unseen_dots,
 )
 from .errors import InvalidOperation
 from .flags import DWFlag, EWFlag
@@ -76,7 +91,7 @@ from .maps import ORMap
 from .ops import MapRemove, MapUpdate, Op, apply_op, map_contexts
 from .registers import LWWRegister, MVRegister
 from .sets import AWSet, RWSet
-from .spec import MAP_STORE_TAGS, TypeSpec, TypeTag, canonical, spec_of
+from .spec import LWW_SPEC, MAP_STORE_TAGS, TypeSpec, TypeTag, canonical, spec_of
 from .values import DEFAULT_LIMITS, Limits, check_key
 
 if TYPE_CHECKING:
@@ -89,6 +104,10 @@ Entries: TypeAlias = tuple[Entry, ...]
 """A whole state, key by key (a key holding values of several types has several entries)."""
 _Incoming: TypeAlias = tuple[dict[str, Entry], dict[str, list[tuple[TypeSpec, StoredValue]]]]
 """A snapshot's entries by key, and the rare further types of a key."""
+Rows: TypeAlias = dict[str, Row]
+"""Top-level LWW registers by key, each as the :data:`~.dotstore.Row` of its dot function.
+A replica keeps every such register of a key holding no other type this way (the rest of its
+state is entries), and states travel the same way (:class:`Snapshot`, :class:`Checkpoint`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +154,8 @@ class Snapshot:
     context: CausalContext
     retired: frozenset[str] = frozenset()
     """Replicas the sender pruned: its contexts have seen every dot of theirs."""
+    registers: Rows = field(default_factory=dict, hash=False)
+    """The LWW registers of keys holding no other type (the other values are ``entries``)."""
 
 
 Message: TypeAlias = DeltaBatch | Ack | Digest | Snapshot
@@ -187,6 +208,8 @@ class Checkpoint:
     retired: frozenset[str] = frozenset()
     departing: frozenset[str] = frozenset()
     """Replicas that left and are not retired yet."""
+    registers: Rows = field(default_factory=dict, hash=False)
+    """As :attr:`Snapshot.registers`."""
 
 
 @dataclass(slots=True)
@@ -215,6 +238,26 @@ def _compacted(d: dict[_K, _V]) -> dict[_K, _V]:
     return d
 
 
+def split_rows(entries: Iterable[Entry]) -> tuple[Rows, Entries]:
+    """A state's entries in the form replicas keep and send: the LWW registers of keys
+    holding no other type as rows, and the other entries (in their order)."""
+    entries = tuple(entries)
+    once = Counter(map(itemgetter(0), entries))
+    rows: Rows = {}
+    rest: list[Entry] = []
+    for entry in entries:
+        key, spec, value = entry
+        if _is_lww(spec) and type(value) is DotFun and len(value) and once[key] == 1:
+            rows[key] = row_of(value)
+        else:
+            rest.append(entry)
+    return rows, tuple(rest)
+
+
+def _is_lww(spec: TypeSpec) -> bool:
+    return spec is LWW_SPEC or spec == LWW_SPEC
+
+
 def _live(value: StoredValue) -> bool:
     """Whether a stored value is worth keeping: counters always, dot stores when non-empty."""
     return isinstance(value, GCounter | PNCounter) or len(value) > 0
@@ -241,6 +284,7 @@ class Replica:
         self.config = config or ReplicaConfig()
         # key -> (key, type, value): the entry tuple a state lists, shared, not rebuilt.
         self._data: dict[str, Entry] = {}
+        self._regs: Rows = {}  # top-level LWW registers of keys holding no other type
         # Values of a key under a type that lost a concurrent-creation conflict (rare): kept,
         # joined like any value, and shown again if the winning type's value is emptied.
         self._shadow: dict[str, dict[TypeSpec, StoredValue]] = {}
@@ -293,15 +337,36 @@ class Replica:
         return sorted(self._departing)
 
     def keys(self) -> list[str]:
-        return sorted(self._data)
+        return sorted([*self._data, *self._regs])
 
     @property
     def key_count(self) -> int:
         """``len(keys())`` without sorting every key (readiness probes and stats ask often)."""
-        return len(self._data)
+        return len(self._data) + len(self._regs)
+
+    def _entry(self, key: str) -> Entry | None:
+        """The entry of ``key``'s shown value (built for a register kept as a row)."""
+        row = self._regs.get(key)
+        if row is not None:
+            return key, LWW_SPEC, fun_of(row)
+        return self._data.get(key)
+
+    def _put(self, key: str, spec: TypeSpec, value: StoredValue) -> None:
+        """Make ``value`` (non-empty) the shown value of ``key``, as a row if it is an LWW
+        register and the key holds no other type."""
+        if _is_lww(spec) and type(value) is DotFun and len(value) and key not in self._shadow:
+            self._regs[key] = row_of(value)
+            self._data.pop(key, None)
+        else:
+            self._data[key] = (key, spec, value)
+            self._regs.pop(key, None)
+
+    def _drop(self, key: str) -> None:
+        self._data.pop(key, None)
+        self._regs.pop(key, None)
 
     def get(self, key: str) -> Read | None:
-        entry = self._data.get(key)
+        entry = self._entry(key)
         if entry is None:
             return None
         _, spec, stored = entry
@@ -315,20 +380,28 @@ class Replica:
     def state(
         self,
     ) -> tuple[Entries, CausalContext, CausalContext]:
-        """The complete replicated state: entries, data context, applied events.
+        """The complete replicated state: entries (registers kept as rows included), data
+        context, applied events.
 
         A key has one entry per type it holds a non-empty value under: normally one, more
         only after concurrent creation with different types (the shown one first)."""
+        entries = self._entries(sorted(self._data.keys() | self._regs.keys()))
+        return entries, self._cc, self._events
+
+    def _entries(self, keys: list[str]) -> Entries:
+        """The entries of ``keys`` (sorted), shadow values after the shown one."""
+        entry = self._entry
         if not self._shadow:  # the usual case: one type per key
-            entries = tuple(map(self._data.__getitem__, sorted(self._data)))
-            return entries, self._cc, self._events
+            return tuple(map(entry, keys))  # type: ignore[arg-type]
         listed: list[Entry] = []
-        for k in sorted(self._data):
-            listed.append(self._data[k])
+        for k in keys:
+            shown = entry(k)
+            assert shown is not None
+            listed.append(shown)
             shadow = self._shadow.get(k)
             if shadow:
                 listed += [(k, t, shadow[t]) for t in sorted(shadow, key=TypeSpec.sort_key)]
-        return tuple(listed), self._cc, self._events
+        return tuple(listed)
 
     def unacked(self, peer: str) -> int:
         """Logged events ``peer`` has not acknowledged (the per-peer delta buffer)."""
@@ -348,12 +421,11 @@ class Replica:
     def checkpoint(self) -> Checkpoint:
         """A plain value of the whole replica, for a durable snapshot; in-flight batch
         bookkeeping is left out (unacked events are resent after a restart, deduplicated)."""
-        entries, cc, events = self.state()
         return Checkpoint(
             self.id,
-            entries,
-            cc,
-            events,
+            self._entries(sorted(self._data)),
+            self._cc,
+            self._events,
             self._clock,
             tuple(self._log[d] for d in sorted(self._log)),
             tuple((p, s.acked, s.reported) for p, s in sorted(self._peers.items())),
@@ -361,6 +433,7 @@ class Replica:
             self._bootstrapped,
             self._retired,
             frozenset(self._departing),
+            dict(self._regs),
         )
 
     @classmethod
@@ -369,6 +442,7 @@ class Replica:
         r = cls(cp.replica, config=config, bootstrapped=cp.bootstrapped)
         for k, spec, v in cp.entries:
             r._place(k, spec, v)
+        r._add_rows(cp.registers)
         r._cc = cp.context
         r._events = cp.applied
         r._clock = cp.clock
@@ -381,6 +455,13 @@ class Replica:
         r._departing = {d: set(r._peers) for d in cp.departing}
         r._dirty = True
         return r
+
+    def _add_rows(self, rows: Rows) -> None:
+        """Set the registers of keys this replica holds nothing of (as :meth:`_place` does)."""
+        clash = rows.keys() & (self._data.keys() | self._shadow.keys())
+        self._regs.update(rows)
+        for k in clash:
+            self._place(k, LWW_SPEC, fun_of(self._regs.pop(k)))
 
     def replay(self, event: Event) -> bool:
         """Re-apply an event from this replica's durable log after a restart (local or
@@ -397,7 +478,7 @@ class Replica:
         if not self._bootstrapped:
             raise InvalidOperation("replica", "joining replica has not received a snapshot yet")
         key = check_key(key, "key", self.config.limits)
-        current = self._data.get(key)
+        current = self._entry(key)
         if spec is None:
             if current is None:
                 raise InvalidOperation("type", f"key {key!r} does not exist; name its type")
@@ -446,7 +527,7 @@ class Replica:
         value reappears if the winner is removed (its writes were never observed by that
         removal). A removed value never comes back: its dots stay in the data context.
         """
-        current = self._data.get(key)
+        current = self._entry(key)
         same = current is not None and (current[1] is spec or current[1] == spec)
         if same:
             assert current is not None
@@ -472,9 +553,9 @@ class Replica:
             current is None or current[1] is spec or current[1] == spec
         ):  # one type: the usual case
             if _live(value):
-                self._data[key] = (key, spec if current is None else current[1], value)
+                self._put(key, spec if current is None else current[1], value)
             elif current is not None:
-                del self._data[key]
+                self._drop(key)
             return
         self._place(key, spec, value)
 
@@ -493,7 +574,8 @@ class Replica:
     def _place(self, key: str, spec: TypeSpec, value: StoredValue) -> None:
         """Set ``key``'s value of type ``spec`` and re-pick the shown type."""
         values = dict(self._shadow.pop(key, {}))
-        current = self._data.pop(key, None)
+        current = self._entry(key)
+        self._drop(key)
         if current is not None:
             values[current[1]] = current[2]
         values[spec] = value
@@ -501,9 +583,10 @@ class Replica:
         if not live:
             return
         top = max(live, key=TypeSpec.sort_key)
-        self._data[key] = (key, top, live.pop(top))
+        shown = live.pop(top)
         if live:
             self._shadow[key] = live
+        self._put(key, top, shown)
 
     def _apply(self, event: Event, joined: StoredValue | None = None) -> bool:
         """Join an event's delta (or, for a local write, set ``joined``: the key's value
@@ -515,7 +598,7 @@ class Replica:
             return False
         delta = event.delta
         if joined is not None:
-            self._set(event.key, event.spec, self._data.get(event.key), joined)
+            self._set(event.key, event.spec, self._entry(event.key), joined)
         elif isinstance(delta, GCounter | PNCounter):
             self._merge_into(event.key, event.spec, delta, EMPTY_CONTEXT)
         else:
@@ -629,18 +712,25 @@ class Replica:
         return self._batch(p, events, now_ms) if events else None
 
     def snapshot(self) -> Snapshot:
-        entries, cc, events = self.state()
-        return Snapshot(self.id, events, entries, cc, self._retired)
+        entries = self._entries(sorted(self._data))
+        return Snapshot(self.id, self._events, entries, self._cc, self._retired, dict(self._regs))
 
     def on_snapshot(self, snap: Snapshot, now_ms: int) -> Ack:
         p = self._peer(snap.sender)
         incoming, more = self._check_entries(snap.entries)
+        rows = self._check_rows(snap.registers, incoming, more)
         adopted = self._check_retired(snap.retired) - self._retired
         # Every (key, type) either side holds is joined. The joins are independent per key
         # and all use the contexts from before this snapshot, each saturated by the replicas
         # its side retired (it had seen all their dots).
         theirs = snap.context.saturated(snap.retired)
         self._cc = self._cc.saturated(self._retired)
+        # A key kept as a row on one side and as entries on the other is joined as entries.
+        for k in rows.keys() & self._data.keys():
+            incoming[k] = (k, LWW_SPEC, fun_of(rows.pop(k)))
+        for k in self._regs.keys() & incoming.keys():
+            self._data[k] = (k, LWW_SPEC, fun_of(self._regs.pop(k)))
+        self._join_rows(rows, theirs)
         if not self._shadow and not more:
             self._join_entries(incoming, theirs)
         else:
@@ -687,6 +777,78 @@ class Replica:
         if len(incoming) != len(entries):  # a key with several types (or a duplicate)
             return self._check_each_entry(entries)
         return incoming, {}
+
+    def _check_rows(
+        self,
+        registers: object,
+        incoming: dict[str, Entry],
+        more: dict[str, list[tuple[TypeSpec, StoredValue]]],
+    ) -> Rows:
+        """Validate a snapshot's registers (whole-column checks); return them with the LWW
+        registers among its entries of keys holding no other type (a state of a replica that
+        kept none as rows), which leave ``incoming``."""
+        if not isinstance(registers, dict):
+            raise InvalidOperation("registers", "must be a dict of key -> row")
+        rows: Rows = dict(registers)
+        if rows:
+            keys = list(rows)
+            values = list(rows.values())
+            max_key = self.config.limits.max_key_bytes
+            if (
+                set(map(type, keys)) != {str}
+                or not "".join(keys).isascii()
+                or not 0 < min(map(len, keys)) <= max(map(len, keys)) <= max_key
+            ):
+                for i, key in enumerate(keys):
+                    check_key(key, f"registers[{i}].key", self.config.limits)
+            if (
+                set(map(type, values)) != {tuple}
+                or not all(n and not n % 2 for n in set(map(len, values)))
+                or set(map(type, map(itemgetter(0), values))) != {Dot}
+            ):
+                raise InvalidOperation("registers", "each row must be (dot, payload, ...) pairs")
+            if not rows.keys().isdisjoint(incoming):
+                raise InvalidOperation("registers", "a key is both a register row and an entry")
+        for k in [k for k, e in incoming.items() if _is_lww(e[1]) and k not in more]:
+            stored = incoming.pop(k)[2]
+            if type(stored) is DotFun and len(stored):
+                rows[k] = row_of(stored)
+        return rows
+
+    def _join_rows(self, rows: Rows, their_cc: CausalContext) -> None:
+        """The snapshot join of the keys kept as rows here or there (as :meth:`_join_entries`
+        does with entries, on rows: no dot store is built unless both sides hold siblings)."""
+        regs, mine_cc = self._regs, self._cc
+        both = list(rows.keys() & regs.keys())
+        new = list(rows.keys() - regs.keys())
+        old = list(regs.keys() - rows.keys())
+        got = list(map(rows.__getitem__, new))
+        if unseen_dots(row_dots(got), mine_cc):  # all kept as they are
+            regs.update(zip(new, got, strict=True))
+        else:
+            for k, t in zip(new, got, strict=True):
+                j = filter_row(t, mine_cc)
+                if j:
+                    regs[k] = j
+        mine = list(map(regs.__getitem__, old))
+        if not unseen_dots(row_dots(mine), their_cc):
+            for k, m in zip(old, mine, strict=True):
+                j = filter_row(m, their_cc)
+                if j is not m:
+                    if j:
+                        regs[k] = j
+                    else:
+                        del regs[k]
+        for k in both:
+            m, t = regs[k], rows[k]
+            if m is t:
+                continue
+            j = join_rows(m, mine_cc, t, their_cc)
+            if j is not m:
+                if j:
+                    regs[k] = j
+                else:
+                    del regs[k]
 
     def _check_each_entry(self, entries: Entries) -> _Incoming:
         limits = self.config.limits
@@ -762,7 +924,7 @@ class Replica:
                 return
             merged = _filter(value, self._cc)
             if merged._d:  # non-empty (``len`` without the call)
-                self._data[key] = theirs if merged is value else (key, spec, merged)
+                self._put(key, spec, merged)
             return
         _, spec, stored = current
         if theirs is None:
@@ -780,11 +942,9 @@ class Replica:
             self._merge_two(key, current, theirs, their_cc)
             return
         if not merged._d:
-            del self._data[key]
+            self._drop(key)
         elif merged is not stored:
-            self._data[key] = (
-                theirs if theirs is not None and merged is theirs[2] else (key, spec, merged)
-            )
+            self._put(key, spec, merged)
 
     def _join_entries_by_type(
         self,
@@ -930,6 +1090,7 @@ class Replica:
             pruned = tuple(r for r in sorted(self._departing) if self._settled(r))
             self._retire(pruned)
         self._data = _compacted(self._data)  # removals and collection free keys
+        self._regs = _compacted(self._regs)
         return GCReport(stable, self._cut.stable, len(drop), collected, pruned)
 
     def _collect(self, strongly_stable: VersionVector, now_ms: int) -> int:

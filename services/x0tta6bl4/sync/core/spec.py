@@ -224,3 +224,7 @@ def canonical(spec: TypeSpec) -> TypeSpec:
     if spec.value is not None:
         return spec
     return _SIMPLE.setdefault(spec.tag, spec)
+
+
+LWW_SPEC = canonical(TypeSpec(TypeTag.LWW_REGISTER))
+"""The last-writer-wins register type (the shared instance)."""

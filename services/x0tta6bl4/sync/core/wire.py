@@ -9,13 +9,14 @@ unsigned LEB128 varints; ``str`` and ``blob`` are length-prefixed)::
     dot        := replica:str counter
     hlc        := wall_ms logical replica:str
     path       := n  n * str
-    snapshot   := version:u8 0x53 sender:str applied:blob context:blob entries [retired]
+    snapshot   := version:u8 0x53 sender:str applied:blob context:blob [rows] entries [retired]
     checkpoint := WIRE_VERSION:u8 0x43 replica:str bootstrapped:u8 applied:blob context:blob
-                  hlc entries n*event:blob n*(peer:str acked:blob reported:blob)
+                  hlc rows entries n*event:blob n*(peer:str acked:blob reported:blob)
                   cut:(stable candidate frontier: blob each) members:(n * str)
                   retired departing
     retired    := n * str                # replicas pruned from every context (version 3)
     departing  := n * str                # replicas that left, not pruned yet (version 3)
+    rows       := n [registers]          # LWW registers kept as rows (version 4)
     entries    := n [registers]  m m*(position entry)
     entry      := key:str value:blob     # a counter, or a dot store as a CRDT whose context
                                          # is exactly its own dots (so it costs no bytes)
@@ -32,18 +33,24 @@ of field by field; the ``m`` other entries keep their position in the sequence::
 ``size`` is each register's number of entries (concurrent siblings), and the columns after it
 hold all the entries, register by register (in store order). Lengths of text (keys, text
 values) count code points of the one UTF-8 blob they slice; a value ``kind`` is 0 integer
-(``integer`` holds it zigzag-encoded), 1 text, 2 bytes. Events are still version 1; snapshots
-and checkpoints are version 3, which added ``retired`` (and ``departing``) after version 2's
-fields; a snapshot with no retired replica is still written as version 2, so replicas of the
-previous release can read it. Versions 2 and 1 (an ``entry`` per key) are still read, with
-nothing retired or departing. Anything malformed raises :class:`DecodeError` naming the
-field.
+(``integer`` holds it zigzag-encoded), 1 text, 2 bytes.
+
+``rows`` are the registers a replica keeps as rows (:data:`~.replica.Rows`: the LWW register
+of every key that holds no other type), in the same column layout, each register's entries in
+dot order; ``entries`` then hold the other values only, so a key is in one of the two.
+Version 4 added ``rows``; version 3 added ``retired`` (and ``departing``) after version 2's
+fields. Events are still version 1. A snapshot is written in the oldest version that holds it
+(2 with no rows and nothing retired, then 3), so replicas of earlier releases read what they
+can; a replica of an earlier release cannot read a version-4 snapshot and reports a decode
+error, so upgrade every replica before relying on snapshots between them. Versions 1 to 3 are
+still read, their registers moved into rows. Anything malformed raises :class:`DecodeError`
+naming the field.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -52,17 +59,18 @@ from .bytes_io import ByteReader, ByteWriter
 from .causal import MAX_COUNTER, CausalContext, Dot, VersionVector, check_replica
 from .codec import decode, decode_context, encode, encode_context
 from .counters import GCounter, PNCounter
-from .dotstore import DotFun, DotStore, dots
+from .dotstore import DotFun, DotStore, Row, dots, fun_of, row_of
 from .errors import DecodeError, InvalidOperation
 from .gc import StabilityCut
 from .hlc import HLC, MAX_LOGICAL
 from .registers import LWWRegister
-from .replica import Checkpoint, Entries, Entry, Event, Snapshot, StoredValue
+from .replica import Checkpoint, Entries, Entry, Event, Rows, Snapshot, StoredValue, split_rows
 from .spec import TypeSpec, TypeTag, spec_of
 from .values import DEFAULT_LIMITS, Limits
 
-WIRE_VERSION = 3
+WIRE_VERSION = 4
 _RETIRED_SINCE = 3  # the first version listing retired (and departing) replicas
+_ROWS_SINCE = 4  # the first version with a block of registers kept as rows
 _EVENT_VERSION = 1  # events have not changed since version 1
 _COLUMN_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _LWW = spec_of(LWWRegister())
@@ -255,6 +263,29 @@ def _write_registers(w: _W, keys: list[str], stores: list[dict[Dot, Any]]) -> No
     sizes = list(map(len, stores))
     dots: list[Dot] = list(chain.from_iterable(map(dict.keys, stores)))
     payloads: list[Any] = list(chain.from_iterable(map(dict.values, stores)))
+    _write_columns(w, keys, sizes, dots, payloads)
+
+
+def _write_rows(w: _W, rows: Rows) -> None:
+    """Registers kept as rows, in the registers' column layout."""
+    w.varint(len(rows))
+    if not rows:
+        return
+    values = list(rows.values())
+    if set(map(len, values)) == {2}:  # one entry each: the usual case
+        dots: list[Dot] = list(map(itemgetter(0), values))
+        payloads: list[Any] = list(map(itemgetter(1), values))
+        sizes = [1] * len(values)
+    else:
+        flat = list(chain.from_iterable(values))
+        dots, payloads = flat[0::2], flat[1::2]
+        sizes = [n >> 1 for n in map(len, values)]
+    _write_columns(w, list(rows), sizes, dots, payloads)
+
+
+def _write_columns(
+    w: _W, keys: list[str], sizes: list[int], dots: list[Dot], payloads: list[Any]
+) -> None:
     replicas = sorted(set(map(itemgetter(0), dots)))
     w.varint(len(replicas))
     for rid in replicas:
@@ -313,6 +344,43 @@ def _read_registers(
     """The columns :func:`_write_registers` wrote, as ``n`` (key, LWW spec, store) entries."""
     if not n:
         return []
+    keys, sizes, items = _read_columns(r, field, limits, n)
+    if sum(sizes) == n:  # one entry per register: the usual case
+        stores = [{dot: payload} for dot, payload in items]
+    else:
+        flat = list(items)
+        ends = list(accumulate(sizes))
+        stores = list(map(dict, map(flat.__getitem__, map(slice, [0, *ends], ends))))
+        if sum(map(len, stores)) != len(flat):  # two entries of one register on one dot
+            raise DecodeError(f"{field}.dot", "a dot appears twice in one register")
+    return list(zip(keys, repeat(_LWW), map(DotFun._wrap, stores)))
+
+
+def _read_rows(r: _R, field: str, limits: Limits) -> Rows:
+    """The registers :func:`_write_rows` wrote."""
+    n = r.count(field)
+    if not n:
+        return {}
+    keys, sizes, items = _read_columns(r, field, limits, n)
+    if sum(sizes) == n:  # one entry per register: the usual case
+        return dict(zip(keys, items, strict=True))
+    flat = tuple(chain.from_iterable(items))
+    ends = [2 * e for e in accumulate(sizes)]
+    rows: list[Row] = list(map(flat.__getitem__, map(slice, [0, *ends], ends)))
+    for i in compress(range(n), map((1).__lt__, sizes)):  # the registers with siblings
+        siblings = rows[i][0::2]
+        if len(set(siblings)) != len(siblings):
+            raise DecodeError(f"{field}.dot", "a dot appears twice in one register")
+        if list(siblings) != sorted(siblings):  # not written by this release: made canonical
+            rows[i] = row_of(fun_of(rows[i]))
+    return dict(zip(keys, rows, strict=True))
+
+
+def _read_columns(
+    r: _R, field: str, limits: Limits, n: int
+) -> tuple[list[str], tuple[int, ...], Iterator[tuple[Dot, tuple[int, int, Any]]]]:
+    """The columns :func:`_write_columns` wrote: ``n`` keys, each one's number of entries,
+    and the (dot, payload) entries, register by register."""
     replicas = [r.text(f"{field}.replicas[{i}]") for i in range(r.count(f"{field}.replicas"))]
     if not replicas or len(set(replicas)) != len(replicas):
         raise DecodeError(f"{field}.replicas", "no or duplicate replica ids")
@@ -330,16 +398,7 @@ def _read_registers(
     logicals = r.column(total, f"{field}.logical", 0, MAX_LOGICAL)
     values = _read_values(r, f"{field}.value", limits, r.column(total, f"{field}.kind", 0, 2))
     dots = map(tuple.__new__, repeat(Dot), zip(owners, counters, strict=True))
-    items = zip(dots, zip(walls, logicals, values, strict=True), strict=True)
-    if total == n:  # one entry per register: the usual case
-        stores = [{dot: payload} for dot, payload in items]
-    else:
-        flat = list(items)
-        ends = list(accumulate(sizes))
-        stores = list(map(dict, map(flat.__getitem__, map(slice, [0, *ends], ends))))
-        if sum(map(len, stores)) != total:
-            raise DecodeError(f"{field}.dot", "a dot appears twice in one register")
-    return list(zip(keys, repeat(_LWW), map(DotFun._wrap, stores)))
+    return keys, sizes, zip(dots, zip(walls, logicals, values, strict=True), strict=True)
 
 
 def _read_values(r: _R, field: str, limits: Limits, kinds: tuple[int, ...]) -> list[Any]:
@@ -392,25 +451,41 @@ def _read_ids(r: _R, field: str) -> frozenset[str]:
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
-    w = _W(_SNAPSHOT, WIRE_VERSION if snap.retired else 2)
+    # The oldest version that holds it, so that replicas of earlier releases can read it.
+    version = WIRE_VERSION if snap.registers else _RETIRED_SINCE if snap.retired else 2
+    w = _W(_SNAPSHOT, version)
     w.text(snap.sender)
     w.raw(encode_context(snap.applied))
     w.raw(encode_context(snap.context))
+    if version >= _ROWS_SINCE:
+        _write_rows(w, snap.registers)
     _write_entries(w, snap.entries)
-    if snap.retired:
+    if version >= _RETIRED_SINCE:
         _write_ids(w, snap.retired)
     return bytes(w.buf)
 
 
 def decode_snapshot(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Snapshot:
-    r = _R(data, _SNAPSHOT, "snapshot", (1, 2, WIRE_VERSION))
+    r = _R(data, _SNAPSHOT, "snapshot", (1, 2, 3, WIRE_VERSION))
     sender = r.text("snapshot.sender")
     applied = _ctx(r, "snapshot.applied")
     context = _ctx(r, "snapshot.context")
-    entries = _read_entries(r, "snapshot.entries", limits)
+    rows, entries = _read_state(r, "snapshot", limits)
     retired = _read_ids(r, "snapshot.retired")
     r.end("snapshot")
-    return Snapshot(sender, applied, entries, context, retired)
+    return Snapshot(sender, applied, entries, context, retired, rows)
+
+
+def _read_state(r: _R, field: str, limits: Limits) -> tuple[Rows, Entries]:
+    """The registers kept as rows and the other entries (an older version's entries are
+    split the same way)."""
+    if r.version < _ROWS_SINCE:
+        return split_rows(_read_entries(r, f"{field}.entries", limits))
+    rows = _read_rows(r, f"{field}.registers", limits)
+    entries = _read_entries(r, f"{field}.entries", limits)
+    if rows and not rows.keys().isdisjoint(map(itemgetter(0), entries)):
+        raise DecodeError(f"{field}.registers", "a key is both a register row and an entry")
+    return rows, entries
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -434,6 +509,7 @@ def encode_checkpoint(cp: Checkpoint) -> bytes:
     w.raw(encode_context(cp.applied))
     w.raw(encode_context(cp.context))
     _write_hlc(w, cp.clock)
+    _write_rows(w, cp.registers)
     _write_entries(w, cp.entries)
     w.varint(len(cp.log))
     for ev in cp.log:
@@ -453,7 +529,7 @@ def encode_checkpoint(cp: Checkpoint) -> bytes:
 
 
 def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
-    r = _R(data, _CHECKPOINT, "checkpoint", (1, 2, WIRE_VERSION))
+    r = _R(data, _CHECKPOINT, "checkpoint", (1, 2, 3, WIRE_VERSION))
     replica = r.text("checkpoint.replica")
     flag = r.u8("checkpoint.bootstrapped")
     if flag > 1:
@@ -464,7 +540,7 @@ def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoin
         clock = _read_hlc(r, "checkpoint.clock")
     except InvalidOperation as e:
         raise DecodeError(f"checkpoint.{e.field}", e.reason) from None
-    entries = _read_entries(r, "checkpoint.entries", limits)
+    rows, entries = _read_state(r, "checkpoint", limits)
     log = tuple(
         decode_event(r.raw(f"checkpoint.log[{i}]"), limits)
         for i in range(r.count("checkpoint.log"))
@@ -500,4 +576,5 @@ def decode_checkpoint(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Checkpoin
         flag == 1,
         retired,
         departing,
+        rows,
     )
