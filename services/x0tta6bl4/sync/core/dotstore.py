@@ -231,13 +231,27 @@ def join_rows(m: Row, cm: CausalContext, t: Row, ct: CausalContext) -> Row:
         return t if keep_t else ()
     # One side's single entry among the other's siblings, none of which it has seen: the join
     # is the other side (a replica receiving a state with its value and concurrent ones).
-    if len(m) == 2 and m[0] in t[0::2] and unseen_dots([d for d in t[0::2] if d != m[0]], cm):
+    if len(m) == 2 and _holds_and_unseen(t, m[0], cm):
         return t
-    if len(t) == 2 and t[0] in m[0::2] and unseen_dots([d for d in m[0::2] if d != t[0]], ct):
+    if len(t) == 2 and _holds_and_unseen(m, t[0], ct):
         return m
     fm, ft = fun_of(m), fun_of(t)
     j = join_fun(fm, cm, ft, ct)
     return m if j is fm else t if j is ft else row_of(j) if j._d else ()
+
+
+def _holds_and_unseen(row: Row, dot: Dot, c: CausalContext) -> bool:
+    """Whether ``row`` holds ``dot`` and ``c`` has seen none of its other dots."""
+    if len(row) == 4:  # two siblings: the usual case, without slicing
+        if dot == row[0]:
+            other = row[2]
+        elif dot == row[2]:
+            other = row[0]
+        else:
+            return False
+        return other[1] > c._v.get(other[0], 0) and not (c._cloud and other in c._cloud)
+    held = row[0::2]
+    return dot in held and unseen_dots([d for d in held if d != dot], c)
 
 
 def filter_row(row: Row, c: CausalContext) -> Row:

@@ -368,11 +368,14 @@ def _read_rows(r: _R, field: str, limits: Limits) -> Rows:
     ends = [2 * e for e in accumulate(sizes)]
     rows: list[Row] = list(map(flat.__getitem__, map(slice, [0, *ends], ends)))
     for i in compress(range(n), map((1).__lt__, sizes)):  # the registers with siblings
-        siblings = rows[i][0::2]
+        row = rows[i]
+        if len(row) == 4 and row[0] < row[2]:  # two siblings in dot order: the usual case
+            continue
+        siblings = row[0::2]
         if len(set(siblings)) != len(siblings):
             raise DecodeError(f"{field}.dot", "a dot appears twice in one register")
         if list(siblings) != sorted(siblings):  # not written by this release: made canonical
-            rows[i] = row_of(fun_of(rows[i]))
+            rows[i] = row_of(fun_of(row))
     return dict(zip(keys, rows, strict=True))
 
 
