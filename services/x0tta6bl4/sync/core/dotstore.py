@@ -186,90 +186,100 @@ def survivors(da: Dot, ca: CausalContext, db: Dot, cb: CausalContext) -> tuple[b
     """The join of two single-entry dot functions (distinct dots ``da`` and ``db``, with
     contexts ``ca`` and ``cb``): whether each entry survives, i.e. the other side has not
     seen its dot. The hot path of every merge, so ``CausalContext.contains`` is inlined."""
-    bcl, acl = cb._cloud, ca._cloud
-    return (
-        da[1] > cb._v.get(da[0], 0) and not (bcl and da in bcl),
-        db[1] > ca._v.get(db[0], 0) and not (acl and db in acl),
-    )
+    return _unseen(da[0], da[1], cb), _unseen(db[0], db[1], ca)
 
 
-# -- rows: dot functions as flat tuples ----------------------------------------------------------
+def _unseen(replica: str, counter: int, c: CausalContext) -> bool:
+    """Whether ``c`` has not seen the dot ``(replica, counter)``."""
+    return counter > c._v.get(replica, 0) and not (c._cloud and (replica, counter) in c._cloud)
+
+
+# -- rows: register dot functions as flat tuples --------------------------------------------------
 
 Row: TypeAlias = tuple[Any, ...]
-"""A non-empty dot function as the flat tuple ``(dot1, payload1, dot2, payload2, ...)``,
-dots ascending (so equal dot functions have equal rows): how a replica keeps its top-level LWW
-registers (one entry each, a few while concurrent writes are unresolved), one tuple instead of
-a DotFun, its dict and an entry tuple."""
+"""A non-empty dot function of register payloads ``dot -> (wall_ms, logical, value)`` as one
+flat tuple ``(replica1, counter1, wall_ms1, logical1, value1, replica2, ...)``, dots ascending
+(so equal dot functions have equal rows): how a replica keeps its top-level LWW registers (one
+entry each, a few while concurrent writes are unresolved) - one tuple instead of an entry
+tuple, a DotFun, its dict, a dot and a payload."""
+ROW_FIELDS = 5
 
 
 def row_of(store: DotFun) -> Row:
-    """The row of a non-empty dot function."""
+    """The row of a non-empty dot function of register payloads."""
     d = store._d
     if len(d) == 1:
-        (item,) = d.items()
-        return item
-    return tuple(chain.from_iterable(sorted(d.items())))  # dots are distinct
+        ((replica, counter), (wall, logical, value)) = next(iter(d.items()))
+        return replica, counter, wall, logical, value
+    return tuple(chain.from_iterable((*dot, *p) for dot, p in sorted(d.items())))
 
 
 def fun_of(row: Row) -> DotFun:
     """The dot function a row stands for."""
-    if len(row) == 2:
-        return DotFun._wrap({row[0]: row[1]})
-    return DotFun._wrap(dict(zip(row[0::2], row[1::2], strict=True)))
+    if len(row) == ROW_FIELDS:
+        return DotFun._wrap({Dot(row[0], row[1]): row[2:]})
+    return DotFun._wrap(
+        {Dot(row[i], row[i + 1]): row[i + 2 : i + 5] for i in range(0, len(row), ROW_FIELDS)}
+    )
+
+
+def row_dots(row: Row) -> list[Dot]:
+    return [Dot(row[i], row[i + 1]) for i in range(0, len(row), ROW_FIELDS)]
 
 
 def join_rows(m: Row, cm: CausalContext, t: Row, ct: CausalContext) -> Row:
     """:func:`join_fun` of two rows: ``m`` or ``t`` itself when the join is one of them,
     ``()`` when it is empty."""
-    if len(m) == 2 == len(t):  # one entry each: the usual case, without building stores
-        dm, dt = m[0], t[0]
-        if dm == dt:
+    if len(m) == ROW_FIELDS == len(t):  # one entry each: the usual case, without stores
+        if m[0] == t[0] and m[1] == t[1]:
             return m
-        keep_m, keep_t = survivors(dm, cm, dt, ct)
-        if keep_m:
-            return (m + t if dm < dt else t + m) if keep_t else m
-        return t if keep_t else ()
+        if _unseen(m[0], m[1], ct):
+            if _unseen(t[0], t[1], cm):
+                return m + t if (m[0], m[1]) < (t[0], t[1]) else t + m
+            return m
+        return t if _unseen(t[0], t[1], cm) else ()
     # One side's single entry among the other's siblings, none of which it has seen: the join
     # is the other side (a replica receiving a state with its value and concurrent ones).
-    if len(m) == 2 and _holds_and_unseen(t, m[0], cm):
+    if len(m) == ROW_FIELDS and _holds_and_unseen(t, m[0], m[1], cm):
         return t
-    if len(t) == 2 and _holds_and_unseen(m, t[0], ct):
+    if len(t) == ROW_FIELDS and _holds_and_unseen(m, t[0], t[1], ct):
         return m
     fm, ft = fun_of(m), fun_of(t)
     j = join_fun(fm, cm, ft, ct)
     return m if j is fm else t if j is ft else row_of(j) if j._d else ()
 
 
-def _holds_and_unseen(row: Row, dot: Dot, c: CausalContext) -> bool:
-    """Whether ``row`` holds ``dot`` and ``c`` has seen none of its other dots."""
-    if len(row) == 4:  # two siblings: the usual case, without slicing
-        if dot == row[0]:
-            other = row[2]
-        elif dot == row[2]:
-            other = row[0]
-        else:
-            return False
-        return other[1] > c._v.get(other[0], 0) and not (c._cloud and other in c._cloud)
-    held = row[0::2]
-    return dot in held and unseen_dots([d for d in held if d != dot], c)
+def _holds_and_unseen(row: Row, replica: str, counter: int, c: CausalContext) -> bool:
+    """Whether ``row`` holds the dot ``(replica, counter)`` and ``c`` has seen none of its
+    other dots."""
+    if len(row) == 2 * ROW_FIELDS:  # two siblings: the usual case
+        if replica == row[0] and counter == row[1]:
+            return _unseen(row[5], row[6], c)
+        if replica == row[5] and counter == row[6]:
+            return _unseen(row[0], row[1], c)
+        return False
+    held = row_dots(row)
+    return (replica, counter) in held and unseen_dots(
+        [d for d in held if d != (replica, counter)], c
+    )
 
 
 def filter_row(row: Row, c: CausalContext) -> Row:
     """The row's entries ``c`` has not seen (:func:`_filter` of its dot function)."""
-    if len(row) == 2:
-        d = row[0]
-        return () if d[1] <= c._v.get(d[0], 0) or d in c._cloud else row
+    if len(row) == ROW_FIELDS:
+        return row if _unseen(row[0], row[1], c) else ()
     f = fun_of(row)
     j = _filter_fun(f, c)
     return row if j is f else row_of(j) if j._d else ()
 
 
-def row_dots(rows: Iterable[Row]) -> list[Dot]:
-    """Every dot the rows hold."""
-    rows = list(rows)
-    if set(map(len, rows)) <= {2}:
-        return list(map(itemgetter(0), rows))
-    return [d for row in rows for d in row[0::2]]
+def unseen_rows(rows: list[Row], c: CausalContext) -> bool:
+    """:func:`unseen_dots` of every dot the rows hold (decided at C speed for single-entry
+    rows, conservatively: ``False`` may only mean "check each row")."""
+    if set(map(len, rows)) <= {ROW_FIELDS}:
+        held = list(zip(map(itemgetter(0), rows), map(itemgetter(1), rows), strict=True))
+        return unseen_dots(held, c)
+    return unseen_dots([d for row in rows for d in row_dots(row)], c)
 
 
 def join_map(a: DotMap, ca: CausalContext, b: DotMap, cb: CausalContext) -> DotMap:
@@ -324,7 +334,7 @@ def unseen(stores: list[DotStore], c: CausalContext) -> bool:
     return all(stores_d) and unseen_dots(list(chain.from_iterable(stores_d)), c)
 
 
-def unseen_dots(held: Collection[Dot], c: CausalContext) -> bool:
+def unseen_dots(held: Collection[tuple[str, int]], c: CausalContext) -> bool:
     """Whether ``c`` has seen none of the dots, decided at C speed and conservatively: the
     smallest counter must exceed what ``c``'s vector covers of any replica among them."""
     if not held:

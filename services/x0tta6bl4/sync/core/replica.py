@@ -67,6 +67,7 @@ from .counters import GCounter, PNCounter
 from .dotstore import (
     EMPTY_FUN,
     EMPTY_MAP,
+    ROW_FIELDS,
     DotFun,
     DotStore,
     Row,
@@ -78,10 +79,9 @@ from .dotstore import (
     join_at,
     join_fun,
     join_rows,
-    row_dots,
     row_of,
     unseen,
-    unseen_dots,
+    unseen_rows,
 )
 from .errors import InvalidOperation
 from .flags import DWFlag, EWFlag
@@ -803,10 +803,13 @@ class Replica:
                     check_key(key, f"registers[{i}].key", self.config.limits)
             if (
                 set(map(type, values)) != {tuple}
-                or not all(n and not n % 2 for n in set(map(len, values)))
-                or set(map(type, map(itemgetter(0), values))) != {Dot}
+                or not all(n and not n % ROW_FIELDS for n in set(map(len, values)))
+                or set(map(type, map(itemgetter(0), values))) != {str}
+                or set(map(type, map(itemgetter(1), values))) != {int}
             ):
-                raise InvalidOperation("registers", "each row must be (dot, payload, ...) pairs")
+                raise InvalidOperation(
+                    "registers", "each row must be (replica, counter, wall, logical, value)..."
+                )
             if not rows.keys().isdisjoint(incoming):
                 raise InvalidOperation("registers", "a key is both a register row and an entry")
         for k in [k for k, e in incoming.items() if _is_lww(e[1]) and k not in more]:
@@ -823,7 +826,7 @@ class Replica:
         new = list(rows.keys() - regs.keys())
         old = list(regs.keys() - rows.keys())
         got = list(map(rows.__getitem__, new))
-        if unseen_dots(row_dots(got), mine_cc):  # all kept as they are
+        if unseen_rows(got, mine_cc):  # all kept as they are
             regs.update(zip(new, got, strict=True))
         else:
             for k, t in zip(new, got, strict=True):
@@ -831,7 +834,7 @@ class Replica:
                 if j:
                     regs[k] = j
         mine = list(map(regs.__getitem__, old))
-        if not unseen_dots(row_dots(mine), their_cc):
+        if not unseen_rows(mine, their_cc):
             for k, m in zip(old, mine, strict=True):
                 j = filter_row(m, their_cc)
                 if j is not m:

@@ -50,7 +50,7 @@ naming the field.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -59,7 +59,7 @@ from .bytes_io import ByteReader, ByteWriter
 from .causal import MAX_COUNTER, CausalContext, Dot, VersionVector, check_replica
 from .codec import decode, decode_context, encode, encode_context
 from .counters import GCounter, PNCounter
-from .dotstore import DotFun, DotStore, Row, dots, fun_of, row_of
+from .dotstore import ROW_FIELDS, DotFun, DotStore, Row, dots, fun_of, row_dots, row_of
 from .errors import DecodeError, InvalidOperation
 from .gc import StabilityCut
 from .hlc import HLC, MAX_LOGICAL
@@ -86,7 +86,7 @@ class _W(ByteWriter):
     def __init__(self, kind: int, version: int = WIRE_VERSION) -> None:
         super().__init__(bytes((version, kind)))
 
-    def column(self, values: list[int]) -> None:
+    def column(self, values: Sequence[int]) -> None:
         """Unsigned integers (< 2^64) at the narrowest width that holds them all."""
         top = max(values, default=0)
         width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
@@ -260,10 +260,11 @@ def _distinct(objects: list[Any]) -> Iterable[Any]:
 
 
 def _write_registers(w: _W, keys: list[str], stores: list[dict[Dot, Any]]) -> None:
-    sizes = list(map(len, stores))
     dots: list[Dot] = list(chain.from_iterable(map(dict.keys, stores)))
     payloads: list[Any] = list(chain.from_iterable(map(dict.values, stores)))
-    _write_columns(w, keys, sizes, dots, payloads)
+    owners, counters = zip(*dots, strict=True)
+    walls, logicals, values = zip(*payloads, strict=True)
+    _write_columns(w, keys, list(map(len, stores)), (owners, counters, walls, logicals, values))
 
 
 def _write_rows(w: _W, rows: Rows) -> None:
@@ -272,35 +273,35 @@ def _write_rows(w: _W, rows: Rows) -> None:
     if not rows:
         return
     values = list(rows.values())
-    if set(map(len, values)) == {2}:  # one entry each: the usual case
-        dots: list[Dot] = list(map(itemgetter(0), values))
-        payloads: list[Any] = list(map(itemgetter(1), values))
+    columns: Sequence[Sequence[Any]]
+    if set(map(len, values)) == {ROW_FIELDS}:  # one entry each: the usual case
+        columns = tuple(zip(*values, strict=True))
         sizes = [1] * len(values)
     else:
         flat = list(chain.from_iterable(values))
-        dots, payloads = flat[0::2], flat[1::2]
-        sizes = [n >> 1 for n in map(len, values)]
-    _write_columns(w, list(rows), sizes, dots, payloads)
+        columns = tuple(flat[i::ROW_FIELDS] for i in range(ROW_FIELDS))
+        sizes = [n // ROW_FIELDS for n in map(len, values)]
+    _write_columns(w, list(rows), sizes, columns)
 
 
 def _write_columns(
-    w: _W, keys: list[str], sizes: list[int], dots: list[Dot], payloads: list[Any]
+    w: _W, keys: list[str], sizes: list[int], columns: Sequence[Sequence[Any]]
 ) -> None:
-    replicas = sorted(set(map(itemgetter(0), dots)))
+    """``columns``: the entries' (replica, counter, wall_ms, logical, value) by field."""
+    owners, counters, walls, logicals, values = columns
+    replicas = sorted(set(owners))
     w.varint(len(replicas))
     for rid in replicas:
         w.text(rid)
     w.texts(keys)
     w.column(sizes)
     index = {rid: i for i, rid in enumerate(replicas)}
-    w.column(list(map(index.__getitem__, map(itemgetter(0), dots))))
-    w.column(list(map(itemgetter(1), dots)))
-    walls = list(map(itemgetter(0), payloads))
+    w.column(list(map(index.__getitem__, owners)))
+    w.column(counters)
     base = min(walls)
     w.varint(base)
     w.column(list(map(base.__rsub__, walls)))
-    w.column(list(map(itemgetter(1), payloads)))
-    values = list(map(itemgetter(2), payloads))
+    w.column(logicals)
     kinds: list[int] = list(map(_KINDS.get, map(type, values), repeat(-1)))
     if -1 in kinds:  # subclasses of str, bytes or int
         kinds = [
@@ -344,7 +345,9 @@ def _read_registers(
     """The columns :func:`_write_registers` wrote, as ``n`` (key, LWW spec, store) entries."""
     if not n:
         return []
-    keys, sizes, items = _read_columns(r, field, limits, n)
+    keys, sizes, (owners, counters, walls, logicals, values) = _read_columns(r, field, limits, n)
+    dots = map(tuple.__new__, repeat(Dot), zip(owners, counters, strict=True))
+    items = zip(dots, zip(walls, logicals, values, strict=True), strict=True)
     if sum(sizes) == n:  # one entry per register: the usual case
         stores = [{dot: payload} for dot, payload in items]
     else:
@@ -361,29 +364,29 @@ def _read_rows(r: _R, field: str, limits: Limits) -> Rows:
     n = r.count(field)
     if not n:
         return {}
-    keys, sizes, items = _read_columns(r, field, limits, n)
+    keys, sizes, columns = _read_columns(r, field, limits, n)
     if sum(sizes) == n:  # one entry per register: the usual case
-        return dict(zip(keys, items, strict=True))
-    flat = tuple(chain.from_iterable(items))
-    ends = [2 * e for e in accumulate(sizes)]
+        return dict(zip(keys, zip(*columns, strict=True), strict=True))
+    flat = tuple(chain.from_iterable(zip(*columns, strict=True)))
+    ends = [ROW_FIELDS * e for e in accumulate(sizes)]
     rows: list[Row] = list(map(flat.__getitem__, map(slice, [0, *ends], ends)))
     for i in compress(range(n), map((1).__lt__, sizes)):  # the registers with siblings
         row = rows[i]
-        if len(row) == 4 and row[0] < row[2]:  # two siblings in dot order: the usual case
-            continue
-        siblings = row[0::2]
+        if len(row) == 2 * ROW_FIELDS and (row[0], row[1]) < (row[5], row[6]):
+            continue  # two siblings in dot order: the usual case
+        siblings = row_dots(row)
         if len(set(siblings)) != len(siblings):
             raise DecodeError(f"{field}.dot", "a dot appears twice in one register")
-        if list(siblings) != sorted(siblings):  # not written by this release: made canonical
+        if siblings != sorted(siblings):  # not written by this release: made canonical
             rows[i] = row_of(fun_of(row))
     return dict(zip(keys, rows, strict=True))
 
 
 def _read_columns(
     r: _R, field: str, limits: Limits, n: int
-) -> tuple[list[str], tuple[int, ...], Iterator[tuple[Dot, tuple[int, int, Any]]]]:
+) -> tuple[list[str], tuple[int, ...], tuple[Iterable[Any], ...]]:
     """The columns :func:`_write_columns` wrote: ``n`` keys, each one's number of entries,
-    and the (dot, payload) entries, register by register."""
+    and the entries' (replica, counter, wall_ms, logical, value) by field."""
     replicas = [r.text(f"{field}.replicas[{i}]") for i in range(r.count(f"{field}.replicas"))]
     if not replicas or len(set(replicas)) != len(replicas):
         raise DecodeError(f"{field}.replicas", "no or duplicate replica ids")
@@ -400,8 +403,7 @@ def _read_columns(
     walls = map(base.__add__, r.column(total, f"{field}.wall", 0, MAX_COUNTER - base))
     logicals = r.column(total, f"{field}.logical", 0, MAX_LOGICAL)
     values = _read_values(r, f"{field}.value", limits, r.column(total, f"{field}.kind", 0, 2))
-    dots = map(tuple.__new__, repeat(Dot), zip(owners, counters, strict=True))
-    return keys, sizes, zip(dots, zip(walls, logicals, values, strict=True), strict=True)
+    return keys, sizes, (owners, counters, walls, logicals, values)
 
 
 def _read_values(r: _R, field: str, limits: Limits, kinds: tuple[int, ...]) -> list[Any]:
