@@ -59,7 +59,8 @@ import sys
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, ne
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from .causal import EMPTY_CONTEXT, CausalContext, Dot, VersionVector, check_replica
@@ -842,10 +843,10 @@ class Replica:
                         regs[k] = j
                     else:
                         del regs[k]
-        for k in both:
-            m, t = regs[k], rows[k]
-            if m is t:
-                continue
+        here = list(map(regs.__getitem__, both))
+        there = list(map(rows.__getitem__, both))
+        differ = list(map(ne, here, there))  # an equal row is its own join
+        for k, m, t in compress(zip(both, here, there, strict=True), differ):
             j = join_rows(m, mine_cc, t, their_cc)
             if j is not m:
                 if j:

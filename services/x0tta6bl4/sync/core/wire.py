@@ -127,7 +127,11 @@ class _R(ByteReader):
             raise self.fail(field, "truncated input")
         values = struct.unpack_from(f"<{n}{code}", self.data, self.pos)
         self.pos += n * width
-        if values and (min(values) < minimum or max(values) > maximum):
+        # A bound the width cannot break costs no pass over the column.
+        if values and (
+            (minimum > 0 and min(values) < minimum)
+            or (maximum < (1 << 8 * width) - 1 and max(values) > maximum)
+        ):
             raise self.fail(field, f"values must be in [{minimum}, {maximum}]")
         return values
 
