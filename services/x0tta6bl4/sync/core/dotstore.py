@@ -14,6 +14,7 @@ removals need no tombstones, only the (compact) causal context.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
+from functools import partial
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, TypeAlias
@@ -203,6 +204,8 @@ flat tuple ``(replica1, counter1, wall_ms1, logical1, value1, replica2, ...)``, 
 entry each, a few while concurrent writes are unresolved) - one tuple instead of an entry
 tuple, a DotFun, its dict, a dot and a payload."""
 ROW_FIELDS = 5
+_dot = partial(tuple.__new__, Dot)
+"""``(replica, counter)`` -> its :class:`Dot`, without the named tuple's Python ``__new__``."""
 
 
 def row_of(store: DotFun) -> Row:
@@ -217,14 +220,14 @@ def row_of(store: DotFun) -> Row:
 def fun_of(row: Row) -> DotFun:
     """The dot function a row stands for."""
     if len(row) == ROW_FIELDS:
-        return DotFun._wrap({Dot(row[0], row[1]): row[2:]})
+        return DotFun._wrap({_dot(row[:2]): row[2:]})
     return DotFun._wrap(
-        {Dot(row[i], row[i + 1]): row[i + 2 : i + 5] for i in range(0, len(row), ROW_FIELDS)}
+        {_dot(row[i : i + 2]): row[i + 2 : i + 5] for i in range(0, len(row), ROW_FIELDS)}
     )
 
 
 def row_dots(row: Row) -> list[Dot]:
-    return [Dot(row[i], row[i + 1]) for i in range(0, len(row), ROW_FIELDS)]
+    return [_dot(row[i : i + 2]) for i in range(0, len(row), ROW_FIELDS)]
 
 
 def join_rows(m: Row, cm: CausalContext, t: Row, ct: CausalContext) -> Row:

@@ -546,16 +546,17 @@ class Replica:
             raise InvalidOperation("delta", f"value for {key!r} does not match {spec.name}")
         else:
             merged = join_at(mine, self._cc, incoming, incoming_cc, path)
-        self._set(key, spec, current, merged)
+        self._set(key, spec, None if current is None else current[1], merged)
 
-    def _set(self, key: str, spec: TypeSpec, current: Entry | None, value: StoredValue) -> None:
-        """Make ``value`` the value of type ``spec`` of ``key`` (whose entry is ``current``)."""
+    def _set(self, key: str, spec: TypeSpec, shown: TypeSpec | None, value: StoredValue) -> None:
+        """Make ``value`` the value of type ``spec`` of ``key`` (whose shown type is
+        ``shown``; ``None``: it holds nothing)."""
         if key not in self._shadow and (
-            current is None or current[1] is spec or current[1] == spec
+            shown is None or shown is spec or shown == spec
         ):  # one type: the usual case
             if _live(value):
-                self._put(key, spec if current is None else current[1], value)
-            elif current is not None:
+                self._put(key, spec if shown is None else shown, value)
+            elif shown is not None:
                 self._drop(key)
             return
         self._place(key, spec, value)
@@ -599,7 +600,9 @@ class Replica:
             return False
         delta = event.delta
         if joined is not None:
-            self._set(event.key, event.spec, self._entry(event.key), joined)
+            key = event.key
+            shown = LWW_SPEC if key in self._regs else self._data.get(key, (None, None))[1]
+            self._set(key, event.spec, shown, joined)
         elif isinstance(delta, GCounter | PNCounter):
             self._merge_into(event.key, event.spec, delta, EMPTY_CONTEXT)
         else:
