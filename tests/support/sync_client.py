@@ -70,6 +70,10 @@ def inc(n: int = 1) -> sync_pb2.Operation:
     return sync_pb2.Operation(increment=sync_pb2.Increment(amount=n))
 
 
+def assign(text: str) -> sync_pb2.Operation:
+    return sync_pb2.Operation(assign=sync_pb2.Assign(value=sync_pb2.Scalar(text=text)))
+
+
 def add(x: str) -> sync_pb2.Operation:
     return sync_pb2.Operation(add=sync_pb2.SetAdd(element=sync_pb2.Scalar(text=x)))
 

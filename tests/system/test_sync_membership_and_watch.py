@@ -28,9 +28,11 @@ from tests.support.mesh import (
 )
 from tests.support.sync_client import (
     AW,
+    LWW,
     PN,
     RW,
     add,
+    assign,
     converged,
     get,
     inc,
@@ -186,6 +188,9 @@ async def test_long_absent_replica_catches_up_by_full_state_transfer(
         for n in range(1, many):
             await update(cs["ab"[n % 2]], "absent", add(f"x{n}"), type=AW)
         await update(cs["a"], "absent-count", inc(many), type=PN)
+        registers = {f"absent-reg/{n}": f"r{n}" for n in range(4)}  # sent as rows
+        for n, (key, text) in enumerate(registers.items()):
+            await update(cs["ab"[n % 2]], key, assign(text), type=LWW)
         await converged(cs, "absent", sorted(f"x{n}" for n in range(many)))
 
         # c comes back; only its outgoing links work at first, so it cannot be fed by pushes
@@ -204,6 +209,12 @@ async def test_long_absent_replica_catches_up_by_full_state_transfer(
                 s = await stats(cc["c"])
                 assert s.snapshots_received >= 1
                 assert plain((await get(cc["c"], "absent-count")).value) == many
+
+                async def registers_arrived() -> bool:
+                    got = [plain((await get(cc["c"], k)).value) for k in registers]
+                    return got == [[text] for text in registers.values()]
+
+                await eventually(registers_arrived, what="c has the registers written meanwhile")
         finally:
             network.heal()
         async with clients_for(mesh, cluster, ("a", "b", "c", JOINER)) as all4:
