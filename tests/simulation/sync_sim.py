@@ -25,6 +25,7 @@ from x0tta6bl4.sync.core import (
     Assign,
     AWSet,
     CausalContext,
+    Clear,
     Decrement,
     DeltaBatch,
     Digest,
@@ -51,6 +52,7 @@ SET = TypeSpec(TypeTag.AW_SET)
 RWSET = TypeSpec(TypeTag.RW_SET)
 COUNTER = TypeSpec(TypeTag.PNCOUNTER)
 MV = TypeSpec(TypeTag.MV_REGISTER)
+LWW = TypeSpec(TypeTag.LWW_REGISTER)
 FLAG = TypeSpec(TypeTag.DW_FLAG)
 CONFIG = TypeSpec(TypeTag.OR_MAP, TypeSpec(TypeTag.LWW_REGISTER))
 UMAP = TypeSpec(TypeTag.OR_MAP, TypeSpec(TypeTag.AW_SET))
@@ -223,13 +225,33 @@ class Simulation:
             e = f"t{self.rng.randint(0, 3)}"
             op = Add(e) if self.rng.random() < 0.5 else Remove(e)
             self._do(r, "tags", op, RWSET)
-        elif kind < 0.92:
+        elif kind < 0.87:
             read = r.get("reg")
             ctx = read.context if read is not None and self.rng.random() < 0.5 else None
             self._do(r, "reg", Assign(self.rng.randint(0, 9), ctx), MV)
+        elif kind < 0.95:
+            self.write_register(r)
         else:
             flip = Enable() if self.rng.random() < 0.5 else Disable()
             self._do(r, "flag", flip, FLAG)
+
+    def write_register(self, r: Replica) -> None:
+        """Top-level LWW registers (kept as rows), cleared now and then, and ``mix``, which
+        replicas that have not seen it yet create as a register or as a set: concurrent
+        creations give it a shadowed type, so it moves between a row and entries."""
+        key = self.rng.choice(("r0", "r1", "mix"))
+        read = r.get(key)
+        if read is not None:
+            spec = read.spec  # writes go to the type the key shows
+        else:
+            spec = self.rng.choice((LWW, SET)) if key == "mix" else LWW
+        if read is not None and self.rng.random() < 0.2:
+            self._do(r, key, Clear(read.context if self.rng.random() < 0.5 else None), spec)
+        elif spec == SET:
+            self._do(r, key, Add(self._fresh("m")), SET)
+        else:
+            ctx = read.context if read is not None and self.rng.random() < 0.5 else None
+            self._do(r, key, Assign(self.rng.randint(0, 9), ctx), LWW)
 
     # -- network activity ----------------------------------------------------------------
 
