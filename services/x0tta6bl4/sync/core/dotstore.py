@@ -165,8 +165,8 @@ def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotF
         (db,) = bd
         if da == db:  # the same entry (on a shared dot the general join keeps ``a``'s payload)
             return a
-        keep_a, keep_b = survivors(da, ca, db, cb)
-        if keep_a:
+        keep_b = _unseen(db[0], db[1], ca)
+        if _unseen(da[0], da[1], cb):
             return DotFun._wrap(ad | bd) if keep_b else a
         return b if keep_b else EMPTY_FUN
     if ad == bd:  # both sides hold the same entries: the join keeps exactly those
@@ -183,15 +183,9 @@ def join_fun(a: DotFun, ca: CausalContext, b: DotFun, cb: CausalContext) -> DotF
     return DotFun._wrap(out)
 
 
-def survivors(da: Dot, ca: CausalContext, db: Dot, cb: CausalContext) -> tuple[bool, bool]:
-    """The join of two single-entry dot functions (distinct dots ``da`` and ``db``, with
-    contexts ``ca`` and ``cb``): whether each entry survives, i.e. the other side has not
-    seen its dot. The hot path of every merge, so ``CausalContext.contains`` is inlined."""
-    return _unseen(da[0], da[1], cb), _unseen(db[0], db[1], ca)
-
-
 def _unseen(replica: str, counter: int, c: CausalContext) -> bool:
-    """Whether ``c`` has not seen the dot ``(replica, counter)``."""
+    """Whether ``c`` has not seen the dot ``(replica, counter)`` (``CausalContext.contains``
+    inlined: single-entry joins, the hot path of every merge, ask it of both entries)."""
     return counter > c._v.get(replica, 0) and not (c._cloud and (replica, counter) in c._cloud)
 
 
@@ -222,11 +216,12 @@ def fun_of(row: Row) -> DotFun:
     if len(row) == ROW_FIELDS:
         return DotFun._wrap({_dot(row[:2]): row[2:]})
     return DotFun._wrap(
-        {_dot(row[i : i + 2]): row[i + 2 : i + 5] for i in range(0, len(row), ROW_FIELDS)}
+        {_dot(row[i : i + 2]): row[i + 2 : i + ROW_FIELDS] for i in range(0, len(row), ROW_FIELDS)}
     )
 
 
 def row_dots(row: Row) -> list[Dot]:
+    """The dots a row holds, in its (ascending) order."""
     return [_dot(row[i : i + 2]) for i in range(0, len(row), ROW_FIELDS)]
 
 
@@ -256,9 +251,10 @@ def _holds_and_unseen(row: Row, replica: str, counter: int, c: CausalContext) ->
     """Whether ``row`` holds the dot ``(replica, counter)`` and ``c`` has seen none of its
     other dots."""
     if len(row) == 2 * ROW_FIELDS:  # two siblings: the usual case
+        second = ROW_FIELDS
         if replica == row[0] and counter == row[1]:
-            return _unseen(row[5], row[6], c)
-        if replica == row[5] and counter == row[6]:
+            return _unseen(row[second], row[second + 1], c)
+        if replica == row[second] and counter == row[second + 1]:
             return _unseen(row[0], row[1], c)
         return False
     held = row_dots(row)

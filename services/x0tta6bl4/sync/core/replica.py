@@ -352,6 +352,14 @@ class Replica:
             return key, LWW_SPEC, fun_of(row)
         return self._data.get(key)
 
+    def _shown_type(self, key: str) -> TypeSpec | None:
+        """The type of ``key``'s shown value (``None``: it holds nothing), without building
+        its entry."""
+        if key in self._regs:
+            return LWW_SPEC
+        entry = self._data.get(key)
+        return None if entry is None else entry[1]
+
     def _put(self, key: str, spec: TypeSpec, value: StoredValue) -> None:
         """Make ``value`` (non-empty) the shown value of ``key``, as a row if it is an LWW
         register and the key holds no other type."""
@@ -600,9 +608,7 @@ class Replica:
             return False
         delta = event.delta
         if joined is not None:
-            key = event.key
-            shown = LWW_SPEC if key in self._regs else self._data.get(key, (None, None))[1]
-            self._set(key, event.spec, shown, joined)
+            self._set(event.key, event.spec, self._shown_type(event.key), joined)
         elif isinstance(delta, GCounter | PNCounter):
             self._merge_into(event.key, event.spec, delta, EMPTY_CONTEXT)
         else:

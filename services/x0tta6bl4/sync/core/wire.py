@@ -376,7 +376,7 @@ def _read_rows(r: _R, field: str, limits: Limits) -> Rows:
     rows: list[Row] = list(map(flat.__getitem__, map(slice, [0, *ends], ends)))
     for i in compress(range(n), map((1).__lt__, sizes)):  # the registers with siblings
         row = rows[i]
-        if len(row) == 2 * ROW_FIELDS and (row[0], row[1]) < (row[5], row[6]):
+        if len(row) == 2 * ROW_FIELDS and row[:2] < row[ROW_FIELDS : ROW_FIELDS + 2]:
             continue  # two siblings in dot order: the usual case
         siblings = row_dots(row)
         if len(set(siblings)) != len(siblings):
