@@ -20,6 +20,7 @@ import random
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from tests.support.crdt_specs import AW, DW, LWW, MAP, MAP_AW, MV, PN, RW
 from x0tta6bl4.sync.core import (
     Add,
     Assign,
@@ -43,19 +44,10 @@ from x0tta6bl4.sync.core import (
     Replica,
     ReplicaConfig,
     TypeSpec,
-    TypeTag,
     value_of,
 )
 
 TICK_MS = 100
-SET = TypeSpec(TypeTag.AW_SET)
-RWSET = TypeSpec(TypeTag.RW_SET)
-COUNTER = TypeSpec(TypeTag.PNCOUNTER)
-MV = TypeSpec(TypeTag.MV_REGISTER)
-LWW = TypeSpec(TypeTag.LWW_REGISTER)
-FLAG = TypeSpec(TypeTag.DW_FLAG)
-CONFIG = TypeSpec(TypeTag.OR_MAP, TypeSpec(TypeTag.LWW_REGISTER))
-UMAP = TypeSpec(TypeTag.OR_MAP, TypeSpec(TypeTag.AW_SET))
 
 
 def elements(r: Replica, key: str) -> list[str]:
@@ -188,43 +180,43 @@ class Simulation:
             present = elements(r, "set")
             if present and self.rng.random() < 0.45:
                 e = self.rng.choice(present)
-                ev = self._do(r, "set", Remove(e), SET)
+                ev = self._do(r, "set", Remove(e), AW)
                 o.set_removed.add(e)
                 o.removals.append((ev.dot, "set", e))
             else:
                 e = self._fresh("e")
-                self._do(r, "set", Add(e), SET)
+                self._do(r, "set", Add(e), AW)
                 o.set_added.add(e)
         elif kind < 0.40:
             n = self.rng.randint(1, 9)
             if self.rng.random() < 0.3:
-                self._do(r, "hits", Decrement(n), COUNTER)
+                self._do(r, "hits", Decrement(n), PN)
                 o.counter -= n
             else:
-                self._do(r, "hits", Increment(n), COUNTER)
+                self._do(r, "hits", Increment(n), PN)
                 o.counter += n
         elif kind < 0.55:
             k = f"k{self.rng.randint(0, 5)}"
             if self.rng.random() < 0.3:
-                self._do(r, "config", MapRemove(k), CONFIG)
+                self._do(r, "config", MapRemove(k), MAP)
             else:
                 value = Assign(self.rng.randint(0, 99))
-                self._do(r, "config", MapUpdate(k, value), CONFIG)
+                self._do(r, "config", MapUpdate(k, value), MAP)
         elif kind < 0.70:
             keys = map_keys(r, "umap")
             if keys and self.rng.random() < 0.45:
                 k = self.rng.choice(keys)
-                ev = self._do(r, "umap", MapRemove(k), UMAP)
+                ev = self._do(r, "umap", MapRemove(k), MAP_AW)
                 o.umap_removed.add(k)
                 o.removals.append((ev.dot, "umap", k))
             else:
                 k = self._fresh("u")
-                self._do(r, "umap", MapUpdate(k, Add("v")), UMAP)
+                self._do(r, "umap", MapUpdate(k, Add("v")), MAP_AW)
                 o.umap_added.add(k)
         elif kind < 0.82:
             e = f"t{self.rng.randint(0, 3)}"
             op = Add(e) if self.rng.random() < 0.5 else Remove(e)
-            self._do(r, "tags", op, RWSET)
+            self._do(r, "tags", op, RW)
         elif kind < 0.87:
             read = r.get("reg")
             ctx = read.context if read is not None and self.rng.random() < 0.5 else None
@@ -233,7 +225,7 @@ class Simulation:
             self.write_register(r)
         else:
             flip = Enable() if self.rng.random() < 0.5 else Disable()
-            self._do(r, "flag", flip, FLAG)
+            self._do(r, "flag", flip, DW)
 
     def write_register(self, r: Replica) -> None:
         """Top-level LWW registers (kept as rows), cleared now and then, and ``mix``, which
@@ -244,11 +236,11 @@ class Simulation:
         if read is not None:
             spec = read.spec  # writes go to the type the key shows
         else:
-            spec = self.rng.choice((LWW, SET)) if key == "mix" else LWW
+            spec = self.rng.choice((LWW, AW)) if key == "mix" else LWW
         if read is not None and self.rng.random() < 0.2:
             self._do(r, key, Clear(read.context if self.rng.random() < 0.5 else None), spec)
-        elif spec == SET:
-            self._do(r, key, Add(self._fresh("m")), SET)
+        elif spec == AW:
+            self._do(r, key, Add(self._fresh("m")), AW)
         else:
             ctx = read.context if read is not None and self.rng.random() < 0.5 else None
             self._do(r, key, Assign(self.rng.randint(0, 9), ctx), LWW)
