@@ -61,7 +61,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter, ne
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeGuard, TypeVar
 
 from .causal import EMPTY_CONTEXT, CausalContext, Dot, VersionVector, check_replica
 from .counters import GCounter, PNCounter
@@ -248,15 +248,17 @@ def split_rows(entries: Iterable[Entry]) -> tuple[Rows, Entries]:
     rest: list[Entry] = []
     for entry in entries:
         key, spec, value = entry
-        if _is_lww(spec) and type(value) is DotFun and len(value) and once[key] == 1:
+        if once[key] == 1 and _rowable(value, spec):
             rows[key] = row_of(value)
         else:
             rest.append(entry)
     return rows, tuple(rest)
 
 
-def _is_lww(spec: TypeSpec) -> bool:
-    return spec is LWW_SPEC or spec == LWW_SPEC
+def _rowable(value: StoredValue, spec: TypeSpec) -> TypeGuard[DotFun]:
+    """Whether a key's value is kept as a row when the key holds no other type: a non-empty
+    LWW register."""
+    return (spec is LWW_SPEC or spec == LWW_SPEC) and type(value) is DotFun and len(value) > 0
 
 
 def _live(value: StoredValue) -> bool:
@@ -363,7 +365,7 @@ class Replica:
     def _put(self, key: str, spec: TypeSpec, value: StoredValue) -> None:
         """Make ``value`` (non-empty) the shown value of ``key``, as a row if it is an LWW
         register and the key holds no other type."""
-        if _is_lww(spec) and type(value) is DotFun and len(value) and key not in self._shadow:
+        if key not in self._shadow and _rowable(value, spec):
             self._regs[key] = row_of(value)
             self._data.pop(key, None)
         else:
@@ -822,10 +824,10 @@ class Replica:
                 )
             if not rows.keys().isdisjoint(incoming):
                 raise InvalidOperation("registers", "a key is both a register row and an entry")
-        for k in [k for k, e in incoming.items() if _is_lww(e[1]) and k not in more]:
-            stored = incoming.pop(k)[2]
-            if type(stored) is DotFun and len(stored):
-                rows[k] = row_of(stored)
+        moved, _ = split_rows(e for k, e in incoming.items() if k not in more)
+        for k in moved:
+            del incoming[k]
+        rows.update(moved)
         return rows
 
     def _join_rows(self, rows: Rows, their_cc: CausalContext) -> None:
