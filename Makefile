@@ -19,15 +19,19 @@ help: ## list the targets
 
 $(DEPS_STAMP): pyproject.toml
 	@echo "[deps] creating $(VENV) and installing pinned Python dependencies ..."
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev,bench]'
+	@command -v $(PYTHON) >/dev/null || { echo "[deps] FAILED: $(PYTHON) is not on PATH (Python 3.11+ is needed; set PYTHON=...)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) \
+	  || { echo "[deps] FAILED: '$(PYTHON) -m venv $(VENV)' (on Debian: apt-get install python3-venv)"; rm -rf $(VENV); exit 1; }
+	@$(PY) -m pip install -q --upgrade pip \
+	  || { echo "[deps] FAILED: upgrading pip in $(VENV) (is PyPI reachable?)"; exit 1; }
+	@$(PY) -m pip install -q -e '.[dev,bench]' \
+	  || { echo "[deps] FAILED: pip install -e '.[dev,bench]' (the pins are in pyproject.toml; pip's reason is above)"; exit 1; }
 	@rm -f $(VENV)/.deps-*; touch $@
 
 deps: $(DEPS_STAMP) ## Python venv with pinned dependencies
 
 tools: ## build/install the pinned real parts (SPIRE, OPA, buf, Redis, Prometheus, ...)
-	@tools/build.sh
+	@tools/build.sh || { echo "[tools] FAILED: tools/build.sh (its last lines above say which step and why)"; exit 1; }
 
 proto: deps ## regenerate the committed gRPC/protobuf code
 	@PYTHON=$(PY) tools/gen-proto.sh

@@ -9,7 +9,9 @@
 # then linked into $X0_TOOLS_CACHE/bin. A second run finds the cache and takes seconds.
 # Debian packages come from tools/debian-packages.txt; each line pins a version prefix that the
 # installed package must match. A failed build or install stops here with the reason.
-set -euo pipefail
+set -Eeuo pipefail
+# Any command that fails ends the script, and says where and what: never a bare "Error 1".
+trap 'rc=$?; printf "[tools] FAILED (exit %s) at tools/build.sh line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${X0_TOOLS_CACHE:-$HOME/.cache/x0tta6bl4/tools}
@@ -66,32 +68,49 @@ build_go() { # family
   for p in "${pkgs[@]}"; do ln -sfn "$dest/$(basename "$p")" "$cache/bin/$(basename "$p")"; done
 }
 
+# The installed version of a Debian package, or nothing when it is not installed. dpkg-query
+# exits 1 for a package it does not know: that is an answer here, not an error.
+installed_version() { # package
+  local status
+  status=$(dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null) || return 0
+  awk '$3 == "installed" { print $4 }' <<<"$status"
+}
+
+# tools/debian-packages.txt, or the list named by X0_DEBIAN_PACKAGES (the regression test
+# points it at a list of its own).
+debian_list=${X0_DEBIAN_PACKAGES:-$here/debian-packages.txt}
+
 install_debian() {
-  local want=() line pkg prefix have
+  local want=() pkg prefix have
+  [ -r "$debian_list" ] || { log "cannot read the Debian package list $debian_list"; exit 1; }
   while read -r pkg prefix; do
-    [ -z "$pkg" ] || [ "${pkg:0:1}" = "#" ] && continue
-    have=$(dpkg-query -W -f='${Status} ${Version}' "$pkg" 2>/dev/null | awk '$3 == "installed" { print $4 }')
+    { [ -z "$pkg" ] || [ "${pkg:0:1}" = "#" ]; } && continue
+    have=$(installed_version "$pkg")
     if [ -z "$have" ]; then want+=("$pkg"); fi
-  done <"$here/debian-packages.txt"
+  done <"$debian_list"
   if [ ${#want[@]} -gt 0 ]; then
     log "installing Debian packages: ${want[*]}"
     local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    if [ ! -d /var/lib/apt/lists ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] \
-       || [ -n "${X0_APT_UPDATE:-}" ]; then
-      $sudo apt-get update -q
+    local lists=""
+    [ -d /var/lib/apt/lists ] && lists=$(find /var/lib/apt/lists -maxdepth 1 -type f -name '*_Packages*' -print -quit)
+    if [ -z "$lists" ] || [ -n "${X0_APT_UPDATE:-}" ]; then
+      log "apt-get update (package lists are missing, or X0_APT_UPDATE is set)"
+      $sudo apt-get update -q || { log "apt-get update failed: the Debian mirror cannot be reached?"; exit 1; }
     fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${want[@]}" \
       || { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${want[@]}"; } \
       || { log "apt-get install ${want[*]} failed"; exit 1; }
+    log "installed Debian packages: ${want[*]}"
   fi
   while read -r pkg prefix; do
-    [ -z "$pkg" ] || [ "${pkg:0:1}" = "#" ] && continue
-    have=$(dpkg-query -W -f='${Version}' "$pkg")
+    { [ -z "$pkg" ] || [ "${pkg:0:1}" = "#" ]; } && continue
+    have=$(installed_version "$pkg")
     case "$have" in
+      "") log "$pkg is still not installed after apt-get install"; exit 1 ;;
       "$prefix"*) ;;
-      *) log "$pkg is $have but tools/debian-packages.txt pins $prefix*"; exit 1 ;;
+      *) log "$pkg is $have but $debian_list pins $prefix*"; exit 1 ;;
     esac
-  done <"$here/debian-packages.txt"
+  done <"$debian_list"
   log "Debian packages: present"
 }
 
