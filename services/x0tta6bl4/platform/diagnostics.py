@@ -11,6 +11,7 @@ from grpc import aio
 from x0tta6bl4 import __version__
 from x0tta6bl4.platform.errors import InvalidArgument
 from x0tta6bl4.platform.peer import caller_spiffe_id
+from x0tta6bl4.platform.request_fields import duration_seconds
 from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
@@ -49,11 +50,7 @@ class Diagnostics(diagnostics_pb2_grpc.DiagnosticsServiceServicer):
             raise InvalidArgument(
                 "payload", f"at most {MAX_PING_PAYLOAD} bytes, got {len(request.payload)}"
             )
-        delay_s = request.delay.ToTimedelta().total_seconds()
-        if not 0 <= delay_s <= MAX_PING_DELAY_S:
-            raise InvalidArgument(
-                "delay", f"must be between 0 and {MAX_PING_DELAY_S:.0f} s, got {delay_s} s"
-            )
+        delay_s = duration_seconds("delay", request.delay, 0, MAX_PING_DELAY_S)
         if delay_s:
             await asyncio.sleep(delay_s)
         now = Timestamp()
