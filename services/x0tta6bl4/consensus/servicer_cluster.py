@@ -8,9 +8,11 @@ from grpc import aio
 
 from x0tta6bl4.consensus.core.membership import ConfChange, ConfChangeSingle, ConfChangeType
 from x0tta6bl4.consensus.runtime import RaftRuntime
-from x0tta6bl4.consensus.settings import parse_peers
+from x0tta6bl4.consensus.settings import check_zone
 from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc
+from x0tta6bl4.platform.config import parse_peer_address
 from x0tta6bl4.platform.errors import FailedPrecondition, InvalidArgument
+from x0tta6bl4.platform.request_fields import positive
 
 _ROLES = {
     "leader": cluster_pb2.Member.ROLE_LEADER,
@@ -46,9 +48,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
 
     @staticmethod
     def _member_id(value: int) -> int:
-        if value <= 0:
-            raise InvalidArgument("id", "must be a positive member id")
-        return value
+        return positive("id", value)
 
     async def Status(
         self, request: cluster_pb2.StatusRequest, context: aio.ServicerContext[Any, Any]
@@ -70,16 +70,20 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.MemberAddRequest, context: aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.MemberAddResponse:
         node_id = self._member_id(request.id)
-        spec = f"{node_id}={request.address}" + (f"@{request.zone}" if request.zone else "")
+        # Each field parsed on its own (never joined into an "id=address@zone" string that a
+        # comma or "=" in the address could extend).
         try:
-            peer = parse_peers(spec)[node_id]
+            address = parse_peer_address(request.address)
         except ValueError as err:
-            field = "zone" if "zone" in str(err) else "address"
-            raise InvalidArgument(field, str(err)) from None
+            raise InvalidArgument("address", str(err)) from None
+        try:
+            zone = check_zone(request.zone, node_id)
+        except ValueError as err:
+            raise InvalidArgument("zone", str(err)) from None
         self._require_leader(context)
         if node_id in self._rt.node.membership.ids():
             raise FailedPrecondition(f"member {node_id} is already in the cluster")
-        await self._rt.record_member(node_id, str(peer.address), peer.zone, CHANGE_TIMEOUT_S)
+        await self._rt.record_member(node_id, str(address), zone, CHANGE_TIMEOUT_S)
         change = ConfChange((ConfChangeSingle(ConfChangeType.ADD_LEARNER, node_id),))
         await self._rt.change_membership(change, CHANGE_TIMEOUT_S)
         return cluster_pb2.MemberAddResponse(members=self._members())

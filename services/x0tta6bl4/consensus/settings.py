@@ -101,6 +101,13 @@ class RaftSettings:
         return self.election_ticks * self.tick_ms
 
 
+def check_zone(zone: str, node_id: int) -> str:
+    """``zone`` if it is a valid zone name (empty = no zone)."""
+    if zone and not _ZONE.match(zone):
+        raise ValueError(f"zone of member {node_id} must match {_ZONE.pattern}, got {zone!r}")
+    return zone
+
+
 def parse_peers(value: str) -> dict[int, Peer]:
     """``1=127.0.0.1:7001@zone-a,2=127.0.0.1:7002@zone-b`` -> peers by id."""
     peers: dict[int, Peer] = {}
@@ -117,9 +124,7 @@ def parse_peers(value: str) -> dict[int, Peer]:
         if node_id in peers:
             raise ValueError(f"member id {node_id} appears twice")
         addr, _, zone = rest.partition("@")
-        if zone and not _ZONE.match(zone):
-            raise ValueError(f"zone of member {node_id} must match {_ZONE.pattern}, got {zone!r}")
-        peers[node_id] = Peer(node_id, parse_peer_address(addr), zone)
+        peers[node_id] = Peer(node_id, parse_peer_address(addr), check_zone(zone, node_id))
     if not peers:
         raise ValueError("no members given")
     return peers

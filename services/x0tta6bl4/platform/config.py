@@ -10,6 +10,7 @@ in lower case (``grpc_addr: 127.0.0.1:7001``).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -37,6 +38,8 @@ class HostPort:
     port: int
 
     def __str__(self) -> str:
+        if ":" in self.host:  # an IPv6 address
+            return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
 
 
@@ -81,15 +84,52 @@ def dns_name_for(service: str, namespace: str = "local") -> str:
     return f"{service}.{namespace}.svc"
 
 
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_PORT = re.compile(r"^[0-9]{1,5}$")
+
+
 def parse_host_port(value: str, *, allow_port_zero: bool = True) -> HostPort:
-    """``host:port`` (``[v6]:port`` too); port 0 means "any free port" unless disallowed."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"expected host:port, got {value!r}")
+    """``host:port`` with a hostname, an IPv4 address or a bracketed IPv6 address
+    (``[::1]:7001``); port 0 means "any free port" unless disallowed.
+
+    Strict on purpose: an address also ends up in member lists and dial targets, so nothing
+    else (spaces, ``=``, ``,``, a bare IPv6 address, an unclosed bracket) is accepted.
+    """
+    if not value or any(ch.isspace() for ch in value):
+        raise ValueError(f"expected host:port without spaces, got {value!r}")
+    if value.startswith("["):
+        host, closed, rest = value[1:].partition("]")
+        if not closed:
+            raise ValueError(f"unclosed '[' in {value!r}: expected [ipv6]:port")
+        if not rest.startswith(":"):
+            raise ValueError(f"expected [ipv6]:port, got {value!r}")
+        port = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected host:port, got {value!r}")
+        if ":" in host:
+            raise ValueError(f"an IPv6 host must be in brackets ([::1]:port), got {value!r}")
+        if re.fullmatch(r"[0-9.]+", host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv4 address") from None
+        elif not _HOSTNAME.match(host):
+            raise ValueError(
+                f"host {host!r} is not a hostname, an IPv4 or a [bracketed] IPv6 address"
+            )
     low = 0 if allow_port_zero else 1
-    if not port.isdigit() or not low <= int(port) <= 65535:
+    if not _PORT.match(port) or not low <= int(port) <= 65535:
         raise ValueError(f"port must be {low}-65535, got {port!r}")
-    return HostPort(host.strip("[]"), int(port))
+    return HostPort(host, int(port))
 
 
 def parse_peer_address(value: str) -> HostPort:
