@@ -305,3 +305,58 @@ async def test_sigterm_stops_a_member_cleanly_and_it_restarts_with_its_data(
             return bool(got.found and got.kv.value == b"v")
 
         await eventually(served_locally, 30, "the restarted member serves the key it had")
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+async def test_a_lease_id_at_the_int64_limit_does_not_poison_lease_allocation(
+    clients: dict[int, MeshClient],
+) -> None:
+    top = await kv(clients[1], "LeaseGrant", kv_pb2.LeaseGrantRequest(ttl_seconds=5, id=INT64_MAX))
+    assert top.id == INT64_MAX
+    try:
+        for c in clients.values():  # every later grant without an id still works
+            chosen = await kv(c, "LeaseGrant", kv_pb2.LeaseGrantRequest(ttl_seconds=5))
+            assert 0 < chosen.id < INT64_MAX
+            await kv(c, "LeaseRevoke", kv_pb2.LeaseRevokeRequest(id=chosen.id))
+    finally:
+        await kv(clients[1], "LeaseRevoke", kv_pb2.LeaseRevokeRequest(id=INT64_MAX))
+
+
+async def test_a_watch_delivers_nothing_below_its_start_revision(
+    clients: dict[int, MeshClient],
+) -> None:
+    now = await kv(clients[1], "Put", kv_pb2.PutRequest(key=b"api/future/x", value=b"0"))
+    start = now.header.revision + 2  # a revision the store has not reached yet
+    stream = kv_pb2_grpc.KVServiceStub(clients[2].channel()).Watch(
+        kv_pb2.WatchRequest(key=b"api/future/", prefix=True, start_revision=start), timeout=20
+    )
+    try:
+        created = await stream.read()
+        assert isinstance(created, kv_pb2.WatchResponse) and created.created
+        first = await kv(clients[1], "Put", kv_pb2.PutRequest(key=b"api/future/a", value=b"1"))
+        second = await kv(clients[1], "Put", kv_pb2.PutRequest(key=b"api/future/b", value=b"2"))
+        assert first.header.revision == start - 1 and second.header.revision == start
+        response = await asyncio.wait_for(stream.read(), 10)
+    finally:
+        stream.cancel()
+    assert isinstance(response, kv_pb2.WatchResponse)
+    assert [(e.kv.key, e.kv.mod_revision) for e in response.events] == [(b"api/future/b", start)]
+
+
+@pytest.mark.parametrize("address", ["[::1", " a b :1", "a=b:1", "1.2.3.4:5,6=x:7", "[::1]"])
+async def test_member_add_refuses_malformed_addresses_and_changes_nothing(
+    clients: dict[int, MeshClient], address: str
+) -> None:
+    status = await cl(clients[1], "Status", cluster_pb2.StatusRequest())
+    with pytest.raises(aio.AioRpcError) as bad:
+        await cl(
+            clients[status.leader_id],
+            "MemberAdd",
+            cluster_pb2.MemberAddRequest(id=7, address=address),
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (bad.value.details() or "").startswith("address:"), bad.value.details()
+    after = await cl(clients[status.leader_id], "Status", cluster_pb2.StatusRequest())
+    assert sorted(m.id for m in after.members) == [1, 2, 3]

@@ -30,6 +30,7 @@ from x0tta6bl4.consensus.core.kv_types import Event, EventType, KeyValue
 from x0tta6bl4.consensus.runtime import RaftRuntime
 from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
 from x0tta6bl4.platform.errors import InvalidArgument, ServiceError, Unavailable
+from x0tta6bl4.platform.request_fields import non_negative, positive
 
 DEFAULT_TIMEOUT_S = 5.0
 MAX_TIMEOUT_S = 30.0
@@ -71,12 +72,6 @@ def _timeout(context: aio.ServicerContext[Any, Any]) -> float:
     if remaining is None:
         return DEFAULT_TIMEOUT_S
     return max(0.01, min(MAX_TIMEOUT_S, remaining - 0.02))
-
-
-def _non_negative(field: str, value: int) -> int:
-    if value < 0:
-        raise InvalidArgument(field, f"must not be negative, got {value}")
-    return value
 
 
 def _request_id(has: bool, rid: kv_pb2.RequestId) -> cmd.RequestId | None:
@@ -136,7 +131,7 @@ def _compare(c: kv_pb2.Compare, field: str) -> cmd.Compare:
         )
     if which == "value":
         return cmd.Compare(c.key, cmd.CompareTarget.VALUE, op, value=c.value)
-    number = _non_negative(f"{field}.{which}", getattr(c, which))
+    number = non_negative(f"{field}.{which}", getattr(c, which))
     return cmd.Compare(c.key, _NUMBER_TARGETS[which], op, number=number)
 
 
@@ -144,7 +139,7 @@ def _txn_op(op: kv_pb2.TxnOp, field: str) -> cmd.TxnOp:
     which = op.WhichOneof("op")
     if which == "put":
         p = op.put
-        return cmd.Put(p.key, p.value, _non_negative(f"{field}.put.lease", p.lease), p.prev_kv)
+        return cmd.Put(p.key, p.value, non_negative(f"{field}.put.lease", p.lease), p.prev_kv)
     if which == "delete":
         d = op.delete
         return cmd.DeleteRange(d.key, d.prefix, d.prev_kv)
@@ -153,8 +148,8 @@ def _txn_op(op: kv_pb2.TxnOp, field: str) -> cmd.TxnOp:
         return cmd.Range(
             r.key,
             r.prefix,
-            _non_negative(f"{field}.range.revision", r.revision),
-            _non_negative(f"{field}.range.limit", r.limit),
+            non_negative(f"{field}.range.revision", r.revision),
+            non_negative(f"{field}.range.limit", r.limit),
         )
     raise InvalidArgument(f"{field}.op", "set one of put, delete, range")
 
@@ -223,7 +218,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
         self, request: kv_pb2.PutRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.PutResponse:
         command = cmd.Put(
-            request.key, request.value, _non_negative("lease", request.lease), request.prev_kv
+            request.key, request.value, non_negative("lease", request.lease), request.prev_kv
         )
         rid = _request_id(request.HasField("request_id"), request.request_id)
         result = await self._write(command, rid, "Put", context)
@@ -236,7 +231,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
     async def Get(
         self, request: kv_pb2.GetRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.GetResponse:
-        revision = _non_negative("revision", request.revision)
+        revision = non_negative("revision", request.revision)
         self._validate(cmd.Range(request.key, False, revision, 0), "Get")
         await self._read_barrier(request.serializable, context, request.max_staleness_ms)
         result = self._range(request.key, False, revision, 0, "Get")
@@ -248,8 +243,8 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
     async def Range(
         self, request: kv_pb2.RangeRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.RangeResponse:
-        revision = _non_negative("revision", request.revision)
-        limit = _non_negative("limit", request.limit)
+        revision = non_negative("revision", request.revision)
+        limit = non_negative("limit", request.limit)
         self._validate(cmd.Range(request.prefix, True, revision, limit), "Range")
         await self._read_barrier(request.serializable, context, request.max_staleness_ms)
         result = self._range(request.prefix, True, revision, limit, "Range")
@@ -320,7 +315,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
     async def Watch(
         self, request: kv_pb2.WatchRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[kv_pb2.WatchResponse]:
-        start = _non_negative("start_revision", request.start_revision)
+        start = non_negative("start_revision", request.start_revision)
         self._validate(cmd.Range(request.key, request.prefix, 0, 0), "Watch")
         kv = self._rt.kv
         hub = self._rt.hub
@@ -350,6 +345,12 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
                     )
                     return
                 watcher.pending -= len(events)
+                if events[0].revision < start:
+                    # etcd's semantics: nothing below the start revision, also for a start
+                    # in the future (the watch waits until the store gets there).
+                    events = [e for e in events if e.revision >= start]
+                    if not events:
+                        continue
                 yield kv_pb2.WatchResponse(
                     header=self._header(events[-1].revision),
                     events=[event_to_pb(e, request.prev_kv) for e in events],
@@ -360,7 +361,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
     async def LeaseGrant(
         self, request: kv_pb2.LeaseGrantRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.LeaseGrantResponse:
-        command = cmd.LeaseGrant(_non_negative("id", request.id), request.ttl_seconds)
+        command = cmd.LeaseGrant(non_negative("id", request.id), request.ttl_seconds)
         rid = _request_id(request.HasField("request_id"), request.request_id)
         result = await self._write(command, rid, "LeaseGrant", context)
         assert isinstance(result, LeaseResult)
@@ -371,7 +372,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
     async def LeaseKeepAlive(
         self, request: kv_pb2.LeaseKeepAliveRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.LeaseKeepAliveResponse:
-        command = cmd.LeaseKeepAlive(request.id)
+        command = cmd.LeaseKeepAlive(positive("id", request.id))
         result = await self._write(command, None, "LeaseKeepAlive", context)
         assert isinstance(result, LeaseResult)
         return kv_pb2.LeaseKeepAliveResponse(
@@ -381,7 +382,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
     async def LeaseRevoke(
         self, request: kv_pb2.LeaseRevokeRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.LeaseRevokeResponse:
-        command = cmd.LeaseRevoke(request.id)
+        command = cmd.LeaseRevoke(positive("id", request.id))
         rid = _request_id(request.HasField("request_id"), request.request_id)
         result = await self._write(command, rid, "LeaseRevoke", context)
         assert isinstance(result, RevisionResult)

@@ -25,6 +25,9 @@ from .kv_types import KvLimits
 
 FORMAT_VERSION = 1
 MAX_LEASE_TTL = 9_000_000_000  # seconds, etcd's bound
+MAX_INT64 = (1 << 63) - 1
+"""Lease ids, revisions, limits and compared numbers travel in the API's int64 fields: a
+command may carry none larger, so no result it produces is unrepresentable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +384,7 @@ def validate_command(command: Command, limits: KvLimits) -> None:
                 raise InvalidArgument(
                     "lease_grant.ttl", f"must be between 1 and {MAX_LEASE_TTL} seconds, got {ttl}"
                 )
-            _check_u64("lease_grant.id", command.lease_id)
+            _check_i64("lease_grant.id", command.lease_id)
         case (
             LeaseRevoke(lease_id=lease_id)
             | LeaseKeepAlive(lease_id=lease_id)
@@ -404,6 +407,11 @@ def validate_command(command: Command, limits: KvLimits) -> None:
 def _check_u64(field: str, value: int) -> None:
     if value < 0 or value >= 1 << 64:
         raise InvalidArgument(field, f"must be an unsigned 64-bit integer, got {value}")
+
+
+def _check_i64(field: str, value: int) -> None:
+    if value < 0 or value > MAX_INT64:
+        raise InvalidArgument(field, f"must be between 0 and 2^63-1, got {value}")
 
 
 def op_field(op: TxnOp, prefix: str) -> str:
@@ -434,13 +442,13 @@ def _validate_op(op: TxnOp, limits: KvLimits, field: str) -> None:
                     f"{field}.value",
                     f"value is {len(value)} bytes, the limit is {limits.max_value_bytes} bytes",
                 )
-            _check_u64(f"{field}.lease", lease)
+            _check_i64(f"{field}.lease", lease)
         case DeleteRange(key=key, prefix=prefix):
             validate_key(f"{field}.key", key, limits, allow_empty=prefix)
         case Range(key=key, prefix=prefix, revision=revision, limit=limit):
             validate_key(f"{field}.key", key, limits, allow_empty=prefix)
-            _check_u64(f"{field}.revision", revision)
-            _check_u64(f"{field}.limit", limit)
+            _check_i64(f"{field}.revision", revision)
+            _check_i64(f"{field}.limit", limit)
 
 
 def _validate_txn(txn: Txn, limits: KvLimits) -> None:
@@ -454,7 +462,7 @@ def _validate_txn(txn: Txn, limits: KvLimits) -> None:
         if c.target is CompareTarget.VALUE and len(c.value) > limits.max_value_bytes:
             raise InvalidArgument(f"{field}.value", "compare value exceeds the value size limit")
         if c.target is not CompareTarget.VALUE:
-            _check_u64(f"{field}.number", c.number)
+            _check_i64(f"{field}.number", c.number)
     for name, branch in (("txn.success", txn.success), ("txn.failure", txn.failure)):
         if len(branch) > limits.max_txn_ops:
             raise InvalidArgument(

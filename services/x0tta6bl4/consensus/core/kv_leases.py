@@ -33,8 +33,17 @@ class _Lease:
     keys: set[bytes] = field(default_factory=set)
 
 
+MAX_LEASE_ID = (1 << 63) - 1
+"""The largest lease id: ids travel in the API's int64 fields."""
+
+
 class LeaseTable:
-    """Replicated lease state. Ids chosen by the state machine are deterministic."""
+    """Replicated lease state. Ids chosen by the state machine are deterministic.
+
+    The counter moves past every granted id; once it passes :data:`MAX_LEASE_ID` (a caller
+    chose that id, or a snapshot of an older release saved such a counter), the next chosen id
+    is the lowest free one from 1, so an id the API cannot carry is never chosen.
+    """
 
     def __init__(self) -> None:
         self._leases: dict[int, _Lease] = {}
@@ -47,16 +56,17 @@ class LeaseTable:
         return len(self._leases)
 
     def choose_id(self) -> int:
-        """The lowest unused id at or above the internal counter."""
-        lease_id = self._next_id
+        """The lowest unused id at or above the internal counter, wrapping to 1 past
+        :data:`MAX_LEASE_ID` (there are never that many leases, so one is free)."""
+        lease_id = self._next_id if 1 <= self._next_id <= MAX_LEASE_ID else 1
         while lease_id in self._leases:
-            lease_id += 1
+            lease_id = lease_id + 1 if lease_id < MAX_LEASE_ID else 1
         return lease_id
 
     def grant(self, lease_id: int, ttl: int) -> None:
         """Create a lease (the caller checked the id is free)."""
         self._leases[lease_id] = _Lease(ttl)
-        if lease_id >= self._next_id:
+        if lease_id >= self._next_id or self._next_id > MAX_LEASE_ID:
             self._next_id = lease_id + 1
 
     def ttl(self, lease_id: int) -> int:
