@@ -44,6 +44,8 @@ def plain(v: sync_pb2.Value) -> Any:
     kind = v.WhichOneof("kind")
     if kind == "counter":
         return v.counter
+    if kind == "big_counter":
+        return int(v.big_counter)
     if kind in ("register", "elements"):
         return sorted(str(getattr(s, s.WhichOneof("kind"))) for s in getattr(v, kind).values)
     if kind == "flag":

@@ -37,6 +37,7 @@ from x0tta6bl4.sync.core import (
     decode_context,
 )
 from x0tta6bl4.sync.core.sets import AWSet, RWSet
+from x0tta6bl4.sync.core.values import INT_MAX, INT_MIN
 from x0tta6bl4.sync.v1 import sync_pb2
 
 if TYPE_CHECKING:
@@ -158,7 +159,10 @@ def op_from_proto(
 
 def value_to_proto(v: CRDT) -> sync_pb2.Value:
     if isinstance(v, GCounter | PNCounter):
-        return sync_pb2.Value(counter=v.value)
+        total = v.value
+        if INT_MIN <= total <= INT_MAX:
+            return sync_pb2.Value(counter=total)
+        return sync_pb2.Value(big_counter=str(total))  # see Value.counter in sync.proto
     if isinstance(v, LWWRegister):
         current = v.value
         return sync_pb2.Value(

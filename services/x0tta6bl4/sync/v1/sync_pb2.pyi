@@ -532,9 +532,17 @@ class Value(_message.Message):
     FLAG_FIELD_NUMBER: _builtins.int
     ELEMENTS_FIELD_NUMBER: _builtins.int
     MAP_FIELD_NUMBER: _builtins.int
+    BIG_COUNTER_FIELD_NUMBER: _builtins.int
     counter: _builtins.int
-    """Counters."""
+    """Counters whose value fits int64. A counter is the sum of one entry per replica, each
+    at most 2^63-1, so concurrent increments on several replicas can take the sum outside
+    int64: its value then comes in big_counter instead, never rounded or wrapped.
+    """
     flag: _builtins.bool
+    big_counter: _builtins.str
+    """A counter value outside int64, exact, in decimal (e.g. "18446744073709551614"); see
+    counter.
+    """
     @_builtins.property
     def register(self) -> Global___Scalars:
         """LWW registers (zero or one value) and MV registers (concurrent siblings)."""
@@ -553,12 +561,13 @@ class Value(_message.Message):
         flag: _builtins.bool = ...,
         elements: Global___Scalars | None = ...,
         map: Global___MapValue | None = ...,
+        big_counter: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["counter", b"counter", "elements", b"elements", "flag", b"flag", "kind", b"kind", "map", b"map", "register", b"register"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["big_counter", b"big_counter", "counter", b"counter", "elements", b"elements", "flag", b"flag", "kind", b"kind", "map", b"map", "register", b"register"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counter", b"counter", "elements", b"elements", "flag", b"flag", "kind", b"kind", "map", b"map", "register", b"register"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["big_counter", b"big_counter", "counter", b"counter", "elements", b"elements", "flag", b"flag", "kind", b"kind", "map", b"map", "register", b"register"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["counter", "register", "flag", "elements", "map"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["counter", "register", "flag", "elements", "map", "big_counter"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
