@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from grpc import aio
 
+from x0tta6bl4.consensus.key_access import KeyAccess
+from x0tta6bl4.consensus.key_permissions_source import KvAuthzSettings, PermissionSource
 from x0tta6bl4.consensus.runtime import RaftRuntime
 from x0tta6bl4.consensus.servicer_cluster import ClusterServicer
 from x0tta6bl4.consensus.servicer_kv import KvServicer
@@ -23,10 +25,17 @@ from x0tta6bl4.platform.server import Register, Runtime
 PEER_TIMEOUT_S = 5.0
 
 
-def make_register(raft: RaftSettings) -> Register:
+def make_register(raft: RaftSettings, kv_authz: KvAuthzSettings) -> Register:
     """The hook that starts the Raft member and adds KV, Cluster and Raft services."""
 
     async def register(server: aio.Server, rt: Runtime) -> list[str]:
+        permissions = PermissionSource(rt.settings.opa_url, kv_authz)
+        rt.readiness.add("kv_permissions", permissions.ready)
+        if kv_authz.enforce:
+            await permissions.refresh()
+            permissions.start()
+        rt.on_stop(permissions.close)
+
         def client_factory(address: str) -> MeshClient:
             return rt.peer_client(address, timeout_s=PEER_TIMEOUT_S, max_attempts=3)
 
@@ -35,7 +44,8 @@ def make_register(raft: RaftSettings) -> Register:
         rt.readiness.add("raft", runtime.ready_check)
         await runtime.start()
         rt.on_stop(runtime.stop)
-        kv_pb2_grpc.add_KVServiceServicer_to_server(KvServicer(runtime), server)
+        kv_servicer = KvServicer(runtime, KeyAccess(permissions))
+        kv_pb2_grpc.add_KVServiceServicer_to_server(kv_servicer, server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(runtime), server)
         raft_servicer = RaftServicer(runtime)
         rt.on_drain(runtime.hub.drain)

@@ -68,3 +68,17 @@ SEND_FAILURES = Counter(
 STORAGE_FAILURES = Counter(
     "x0tta6bl4_raft_storage_failures", "Write-ahead log failures (e.g. disk full).", ["kind"]
 )
+
+KV_DENIED = Counter(
+    "x0tta6bl4_kv_permission_denied",
+    "KV requests refused by the key-range permissions, by caller and missing permission.",
+    ["caller", "access"],
+)
+KV_PERMISSION_GRANTS = Gauge(
+    "x0tta6bl4_kv_permission_grants", "Grants in the loaded key-range permission set."
+)
+KV_PERMISSION_LOADS = Counter(
+    "x0tta6bl4_kv_permission_loads",
+    "Loads of the key-range permission set from the OPA sidecar, by outcome.",
+    ["outcome"],
+)

@@ -27,6 +27,7 @@ from x0tta6bl4.consensus.core.kv_results import (
     TxnResult,
 )
 from x0tta6bl4.consensus.core.kv_types import Event, EventType, KeyValue
+from x0tta6bl4.consensus.key_access import KeyAccess
 from x0tta6bl4.consensus.runtime import RaftRuntime
 from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
 from x0tta6bl4.platform.errors import InvalidArgument, ServiceError, Unavailable
@@ -155,8 +156,9 @@ def _txn_op(op: kv_pb2.TxnOp, field: str) -> cmd.TxnOp:
 
 
 class KvServicer(kv_pb2_grpc.KVServiceServicer):
-    def __init__(self, runtime: RaftRuntime) -> None:
+    def __init__(self, runtime: RaftRuntime, access: KeyAccess | None = None) -> None:
         self._rt = runtime
+        self._access = access or KeyAccess(None)
 
     def _header(self, revision: int) -> kv_pb2.ResponseHeader:
         return kv_pb2.ResponseHeader(
@@ -164,10 +166,18 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
         )
 
     def _validate(self, command: cmd.Command, rpc: str) -> None:
+        """Static rules first (so bad input is named as such), then the caller's key-range
+        permissions for every key the command touches."""
         try:
             cmd.validate_command(command, self._rt.kv.limits)
         except KvError as err:
             _raise_error(err, rpc)
+        self._access.check(command)
+
+    def _check_lease(self, lease_id: int) -> None:
+        info = self._rt.kv.lease(lease_id)
+        if info is not None:
+            self._access.check_lease_keys(lease_id, info.keys)
 
     async def _write(
         self,
@@ -373,6 +383,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
         self, request: kv_pb2.LeaseKeepAliveRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.LeaseKeepAliveResponse:
         command = cmd.LeaseKeepAlive(positive("id", request.id))
+        self._check_lease(command.lease_id)
         result = await self._write(command, None, "LeaseKeepAlive", context)
         assert isinstance(result, LeaseResult)
         return kv_pb2.LeaseKeepAliveResponse(
@@ -383,6 +394,7 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
         self, request: kv_pb2.LeaseRevokeRequest, context: aio.ServicerContext[Any, Any]
     ) -> kv_pb2.LeaseRevokeResponse:
         command = cmd.LeaseRevoke(positive("id", request.id))
+        self._check_lease(command.lease_id)
         rid = _request_id(request.HasField("request_id"), request.request_id)
         result = await self._write(command, rid, "LeaseRevoke", context)
         assert isinstance(result, RevisionResult)

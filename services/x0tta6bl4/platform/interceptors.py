@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from x0tta6bl4.platform.authz import SELECTED_METADATA, Decision, OpaAuthorizer
 from x0tta6bl4.platform.errors import ServiceError
-from x0tta6bl4.platform.peer import caller_spiffe_id
+from x0tta6bl4.platform.peer import caller_spiffe_id, set_current_caller
 from x0tta6bl4.platform.telemetry import (
     AUTHZ_DECISIONS,
     GRPC_SERVER_DURATION,
@@ -199,6 +199,7 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                 grpc.StatusCode.UNAUTHENTICATED, "no SPIFFE ID in the client certificate"
             )
         assert caller is not None
+        set_current_caller(caller)
         # Only the keys the authorizer looks at (it selects the same ones).
         metadata = {str(k): str(v) for k, v in invocation_metadata if k in _SELECTED}
         decision = await self._decide(caller, full_method, metadata)

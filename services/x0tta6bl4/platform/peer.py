@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Iterable, Mapping
 
 from cryptography import x509
 
 TRUSTED_CERT_KEY = "x509_pem_cert"
+
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("x0_caller", default="")
+
+
+def current_caller() -> str:
+    """The authenticated SPIFFE ID of the caller of the RPC being handled (``""`` outside
+    one): set by the platform interceptor once the caller is authenticated, so handlers that
+    decide by caller (e.g. consensus key-range permissions) need not parse the certificate."""
+    return _CALLER.get()
+
+
+def set_current_caller(spiffe_id: str) -> None:
+    _CALLER.set(spiffe_id)
 
 
 @functools.lru_cache(maxsize=4096)  # one parse per client certificate, not per call

@@ -17,8 +17,9 @@ default allow := false
 
 trust_domain := "x0tta6bl4.mesh"
 
-# The suite's own workloads, plus "operator": the identity of a human's `x0` CLI.
-members := {"identity", "policy", "consensus", "sync", "healer", "ops", "operator"}
+# The suite's own workloads, plus "operator": the identity of a human's `x0` CLI, and
+# "auditor": read-only access to the consensus store (its key-range permissions say so).
+members := {"identity", "policy", "consensus", "sync", "healer", "ops", "operator", "auditor"}
 
 # Parsed caller identity, defined only for a well-formed SPIFFE ID of our trust domain.
 caller := {"namespace": parts[2], "name": parts[4]} if {
@@ -50,7 +51,8 @@ allow if {
 # The service APIs: service -> gRPC service -> callers. Later issues extend this matrix.
 grants := {
 	"consensus": {
-		"x0tta6bl4.consensus.v1.KVService": {"policy", "ops", "healer", "identity", "operator"},
+		# Which keys each may read or write: data.x0tta6bl4.kv.permissions (x0tta6bl4/kv/data.json).
+		"x0tta6bl4.consensus.v1.KVService": {"policy", "ops", "healer", "identity", "operator", "auditor"},
 		"x0tta6bl4.consensus.v1.ClusterService": {"ops", "healer", "operator"},
 		"x0tta6bl4.consensus.v1.RaftService": {"consensus"},
 	},

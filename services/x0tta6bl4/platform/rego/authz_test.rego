@@ -78,3 +78,17 @@ test_denial_reasons if {
 	"caller is not allowed to call this gRPC service" in authz.reasons with input as call(sa("sync"), "consensus", "x0tta6bl4.consensus.v1.KVService")
 	"caller is in another namespace" in authz.reasons with input as call("spiffe://x0tta6bl4.mesh/ns/prod/sa/ops", "identity", "x0tta6bl4.platform.v1.DiagnosticsService")
 }
+
+test_the_auditor_may_call_kv_but_not_change_the_cluster if {
+	authz.allow with input as call(sa("auditor"), "consensus", "x0tta6bl4.consensus.v1.KVService")
+	not authz.allow with input as call(sa("auditor"), "consensus", "x0tta6bl4.consensus.v1.ClusterService")
+	not authz.allow with input as call(sa("auditor"), "sync", "x0tta6bl4.sync.v1.SyncService")
+}
+
+test_every_kv_caller_has_key_range_permissions if {
+	every name in authz.grants.consensus["x0tta6bl4.consensus.v1.KVService"] {
+		some grant in data.x0tta6bl4.kv.permissions
+		some pattern in grant.callers
+		glob.match(pattern, ["/"], sa(name))
+	}
+}
