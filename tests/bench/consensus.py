@@ -59,7 +59,9 @@ from etcd_api import pb, pb_grpc  # noqa: E402
 
 VALUE_BYTES = 256
 READ_KEYS = 256
-SYSTEMS = ("x0tta6bl4", "etcd", "pysyncobj", "grpc-floor")
+SYSTEMS = ("x0tta6bl4", "x0tta6bl4-authz-off", "etcd", "pysyncobj", "grpc-floor")
+"""``x0tta6bl4-authz-off`` is the same cluster with its key-range permissions off
+(``X0_KV_AUTHZ=off``): the two side by side are the cost of enforcing them."""
 PEERS = ("etcd", "pysyncobj", "grpc-floor")
 """Systems whose failure fails the run (everything but ours, which may be ``not built``)."""
 
@@ -429,7 +431,10 @@ class X0Cluster(System):
     name = "x0tta6bl4"
     election = "x0tta6bl4 defaults: tick 10 ms, heartbeat 100 ms, election timeout 0.5-1 s"
 
-    def __init__(self) -> None:
+    def __init__(self, kv_authz: bool = True) -> None:
+        self.kv_authz = kv_authz
+        if not kv_authz:
+            self.name = "x0tta6bl4-authz-off"
         self.api = _x0_api()
         self.mesh: Any = None
         self.nodes: list[Any] = []
@@ -443,7 +448,8 @@ class X0Cluster(System):
 
         self.mesh = await asyncio.to_thread(Mesh, workdir / "mesh")
         # The test suite's cluster (zones a, b, c; waits until every member is ready).
-        cluster = await asyncio.to_thread(consensus_cluster, self.mesh, workdir / "raft")
+        env = {} if self.kv_authz else {"X0_KV_AUTHZ": "off"}
+        cluster = await asyncio.to_thread(consensus_cluster, self.mesh, workdir / "raft", env=env)
         self.nodes = [cluster.members[i] for i in sorted(cluster.members)]
         operator = await asyncio.to_thread(self.mesh.workload, "operator")
         self._svids_cm = svid_source(operator)
@@ -818,6 +824,7 @@ async def main_async(args: argparse.Namespace) -> int:
     value = os.urandom(VALUE_BYTES)
     factories: dict[str, Callable[[], System]] = {
         "x0tta6bl4": X0Cluster,
+        "x0tta6bl4-authz-off": lambda: X0Cluster(kv_authz=False),
         "etcd": EtcdCluster,
         "pysyncobj": lambda: PySyncObjCluster(batch=args.pysyncobj_batch),
         "grpc-floor": GrpcFloor,
