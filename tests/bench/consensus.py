@@ -791,7 +791,7 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
         )
     )
     header = f"{'':32}" + "".join(
-        f"{c:>12}" + ("" if c == "etcd" or "etcd" not in cols else f"{'x etcd':>8}") for c in cols
+        f"{c:>21}" + ("" if c == "etcd" or "etcd" not in cols else f"{'x etcd':>8}") for c in cols
     )
     lines = [header, "-" * len(header)]
     for label, vals in rows:
@@ -799,10 +799,10 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
         for c in cols:
             if "error" in results.get(c, {}):
                 cell = "not built" if str(results[c]["error"]).startswith("not built") else "FAILED"
-                line += f"{cell:>12}" + ("" if c == "etcd" or "etcd" not in cols else f"{'':>8}")
+                line += f"{cell:>21}" + ("" if c == "etcd" or "etcd" not in cols else f"{'':>8}")
                 continue
             v = vals.get(c)
-            line += f"{_fmt(v):>12}"
+            line += f"{_fmt(v):>21}"
             if c != "etcd" and "etcd" in cols:
                 base = vals.get("etcd")
                 ratio = f"{v / base:.2f}x" if v is not None and base else "-"
