@@ -112,6 +112,12 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kv(args: argparse.Namespace) -> int:
+    from x0tta6bl4.cli_kv import run
+
+    return run(args, _state_dir(args))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="x0", description="x0tta6bl4 control-plane suite")
     sub = top.add_subparsers(dest="command", required=True)
@@ -147,6 +153,13 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "whoami":
             cmd.add_argument("service", help="a service (identity, ...) or replica (consensus-2)")
+    from x0tta6bl4.cli_kv import add_parser
+
+    kv = add_parser(sub)
+    kv.add_argument(
+        "--state-dir", help=f"suite state directory (default {DEFAULT_STATE_DIR} or $X0_SUITE_DIR)"
+    )
+    kv.set_defaults(run=_kv)
     return top
 
 

@@ -95,6 +95,28 @@ def test_up_status_down(tmp_path: Path) -> None:
         answer = json.loads(whoami.stdout)
         assert answer["callerSpiffeId"] == "spiffe://x0tta6bl4.mesh/ns/local/sa/operator"
         assert answer["serverSpiffeId"] == "spiffe://x0tta6bl4.mesh/ns/local/sa/consensus"
+
+        def kv(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*X0, "kv", "--state-dir", str(state), *argv],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        put = kv("put", "/x0/ops/greeting", "hello")
+        assert put.returncode == 0, put.stderr
+        revision = json.loads(put.stdout)["revision"]
+        got = kv("get", "/x0/ops/greeting")
+        assert got.returncode == 0, got.stderr
+        assert json.loads(got.stdout)["value"] == "hello"
+        assert json.loads(got.stdout)["mod_revision"] == revision
+        assert kv("get", "/x0/ops/absent").returncode == 3
+        watched = kv("watch", "/x0/ops/", "--start-revision", str(revision), "--count", "1")
+        assert watched.returncode == 0, watched.stderr
+        assert json.loads(watched.stdout)["key"] == "/x0/ops/greeting"
     finally:
         down = subprocess.run(
             [*X0, "down", "--state-dir", str(state)],

@@ -3,11 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
+from x0tta6bl4.clients.consensus import ConsensusClient
 from x0tta6bl4.devstack.plan import OPERATOR, Instance, SuitePlan
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
+
+
+@contextlib.asynccontextmanager
+async def operator_svids(plan: SuitePlan, timeout_s: float = 10.0) -> AsyncIterator[SvidSource]:
+    """The operator's SVIDs from its agent in the local suite."""
+    svids = SvidSource(str(plan.agent_socket(OPERATOR)))
+    svids.start()
+    try:
+        if not await asyncio.to_thread(svids.wait_loaded, timeout_s):
+            raise TimeoutError(f"no operator SVID from {plan.agent_socket(OPERATOR)}")
+        yield svids
+    finally:
+        svids.close()
+
+
+@contextlib.asynccontextmanager
+async def consensus_client(plan: SuitePlan) -> AsyncIterator[ConsensusClient]:
+    """A consensus client on every member of the local suite, as the operator."""
+    async with operator_svids(plan) as svids:
+        client = ConsensusClient(
+            svids,
+            [f"127.0.0.1:{i.grpc_port}" for i in plan.instances("consensus")],
+            caller_service=OPERATOR,
+            namespace=plan.namespace,
+        )
+        try:
+            yield client
+        finally:
+            await client.close()
 
 
 async def whoami(
