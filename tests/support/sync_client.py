@@ -1,19 +1,23 @@
-"""Small client helpers for tests of the sync service (SyncService over mTLS)."""
+"""Small client helpers for tests of the sync service (SyncService over mTLS, one replica per
+MeshClient so a test chooses where each call goes); types, operation builders and ``plain``
+come from the shared client, :mod:`x0tta6bl4.clients.sync`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tests.support.mesh import eventually
+from x0tta6bl4.clients.sync import add, assign, crdt_type, increment, plain, remove
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.sync.v1 import sync_pb2, sync_pb2_grpc
 
 CONVERGE_S = 60.0  # generous: the machine is shared; tests assert convergence, not its speed
 
-PN = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_PN_COUNTER)
-AW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_AW_SET)
-RW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_RW_SET)
-LWW = sync_pb2.CrdtType(kind=sync_pb2.CRDT_KIND_LWW_REGISTER)
+PN = crdt_type("pn_counter")
+AW = crdt_type("aw_set")
+RW = crdt_type("rw_set")
+LWW = crdt_type("lww_register")
+inc = increment
 
 
 async def update(c: MeshClient, key: str, op: sync_pb2.Operation, **kw: Any) -> Any:
@@ -40,19 +44,6 @@ async def stats(c: MeshClient) -> sync_pb2.StatsResponse:
     return response
 
 
-def plain(v: sync_pb2.Value) -> Any:
-    kind = v.WhichOneof("kind")
-    if kind == "counter":
-        return v.counter
-    if kind == "big_counter":
-        return int(v.big_counter)
-    if kind in ("register", "elements"):
-        return sorted(str(getattr(s, s.WhichOneof("kind"))) for s in getattr(v, kind).values)
-    if kind == "flag":
-        return v.flag
-    return None
-
-
 async def values(clients: dict[str, MeshClient], key: str) -> dict[str, Any]:
     out = {}
     for rid, c in clients.items():
@@ -68,17 +59,19 @@ async def converged(clients: dict[str, MeshClient], key: str, expected: Any) -> 
     return await eventually(check, CONVERGE_S, f"{key} == {expected!r} on {sorted(clients)}")
 
 
-def inc(n: int = 1) -> sync_pb2.Operation:
-    return sync_pb2.Operation(increment=sync_pb2.Increment(amount=n))
-
-
-def assign(text: str) -> sync_pb2.Operation:
-    return sync_pb2.Operation(assign=sync_pb2.Assign(value=sync_pb2.Scalar(text=text)))
-
-
-def add(x: str) -> sync_pb2.Operation:
-    return sync_pb2.Operation(add=sync_pb2.SetAdd(element=sync_pb2.Scalar(text=x)))
-
-
-def remove(x: str) -> sync_pb2.Operation:
-    return sync_pb2.Operation(remove=sync_pb2.SetRemove(element=sync_pb2.Scalar(text=x)))
+__all__ = [
+    "AW",
+    "LWW",
+    "PN",
+    "RW",
+    "add",
+    "assign",
+    "converged",
+    "get",
+    "inc",
+    "plain",
+    "remove",
+    "stats",
+    "update",
+    "values",
+]
