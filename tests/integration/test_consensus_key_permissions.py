@@ -89,20 +89,15 @@ async def _outcome(call: Awaitable[object]) -> bool:
 
 
 async def _watch_allowed(kv: ConsensusClient, writer: ConsensusClient, prefix: bytes) -> bool:
-    watch = kv.watch(prefix, prefix=True)
-    first = asyncio.ensure_future(anext(watch))
+    """Watch from the revision of a write made first: the write's event is the first one."""
+    written = await writer.put(prefix + b"watched", b"x")
+    watch = kv.watch(prefix, prefix=True, start_revision=written.revision)
     try:
-        # the stream is open (or refused) before the write: the write's event must come
-        done, _ = await asyncio.wait({first}, timeout=1)
-        if done:
-            first.result()  # raises PermissionDenied when refused
-        await writer.put(prefix + b"watched", b"x")
-        event = await asyncio.wait_for(first, 10)
+        event = await asyncio.wait_for(anext(watch), 10)
         return event.kv.key == prefix + b"watched"
     except PermissionDenied:
         return False
     finally:
-        first.cancel()
         await watch.aclose()
 
 

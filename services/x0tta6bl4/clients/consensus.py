@@ -3,20 +3,20 @@
 Any member is a seed; a call moves to the leader a member names, or to the next member, when
 it cannot be served (:mod:`.members`). Reads retry freely. Every write carries a request id
 (``client_id`` random per client, ``seq`` increasing), so a retried write applies once and
-gets its first outcome back; writes are therefore retried as safely as reads. At most 32
-writes of one client may be in flight at once (the store remembers that many outcomes per
-client). :meth:`ConsensusClient.watch` delivers every change once, in revision order, and
-resumes after a member failure or a leader change from the revision after the last it
-delivered.
+gets its first outcome back; writes are therefore retried as safely as reads. The store
+remembers the last 32 outcomes per client, so a write's seq is at most 31 ahead of the oldest
+write of this client still unanswered (:class:`WriteWindow`): however long one write keeps
+retrying, its outcome is still remembered when the retry lands.
+:meth:`ConsensusClient.watch` delivers every change once, in revision order, and resumes
+after a member failure or a leader change from the revision after the last it delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -40,10 +40,11 @@ from x0tta6bl4.clients.consensus_types import (
 from x0tta6bl4.clients.errors import Unavailable, from_rpc_error
 from x0tta6bl4.clients.leases import Lease
 from x0tta6bl4.clients.members import MemberPool, backoff_s, leader_hint
+from x0tta6bl4.clients.write_window import WriteWindow
 from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
 from x0tta6bl4.platform.svid import SvidSource
 
-MAX_IN_FLIGHT_WRITES = 32
+DEDUP_WINDOW = 32
 WATCH_RESUMABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 )
@@ -75,16 +76,12 @@ class ConsensusClient:
             tracer_provider=tracer_provider,
         )
         self.client_id = secrets.randbits(63) | 1
-        self._seq = itertools.count(1)
-        self._writes = asyncio.Semaphore(MAX_IN_FLIGHT_WRITES)
+        self._window = WriteWindow(DEDUP_WINDOW)
         self._watch_retry_s = watch_retry_s
 
     @property
     def members(self) -> list[str]:
         return self._pool.addresses
-
-    def _request_id(self) -> kv_pb2.RequestId:
-        return kv_pb2.RequestId(client_id=self.client_id, seq=next(self._seq))
 
     async def _call(self, rpc: str, request: Any) -> Any:
         return await self._pool.call(
@@ -92,9 +89,11 @@ class ConsensusClient:
             lambda ch, t: getattr(kv_pb2_grpc.KVServiceStub(ch), rpc)(request, timeout=t),
         )
 
-    async def _write(self, rpc: str, request: Any) -> Any:
-        async with self._writes:
-            return await self._call(rpc, request)
+    async def _write(self, rpc: str, request: Callable[[kv_pb2.RequestId], Any]) -> Any:
+        async with self._window.seq() as seq:
+            return await self._call(
+                rpc, request(kv_pb2.RequestId(client_id=self.client_id, seq=seq))
+            )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -126,8 +125,8 @@ class ConsensusClient:
     ) -> PutResult:
         pb = await self._write(
             "Put",
-            kv_pb2.PutRequest(
-                key=key, value=value, lease=lease, prev_kv=prev_kv, request_id=self._request_id()
+            lambda rid: kv_pb2.PutRequest(
+                key=key, value=value, lease=lease, prev_kv=prev_kv, request_id=rid
             ),
         )
         return put_result(pb)
@@ -137,8 +136,8 @@ class ConsensusClient:
     ) -> DeleteResult:
         pb = await self._write(
             "Delete",
-            kv_pb2.DeleteRequest(
-                key=key, prefix=prefix, prev_kv=prev_kv, request_id=self._request_id()
+            lambda rid: kv_pb2.DeleteRequest(
+                key=key, prefix=prefix, prev_kv=prev_kv, request_id=rid
             ),
         )
         return delete_result(pb)
@@ -153,11 +152,11 @@ class ConsensusClient:
         :mod:`.consensus_types`)."""
         pb = await self._write(
             "Txn",
-            kv_pb2.TxnRequest(
+            lambda rid: kv_pb2.TxnRequest(
                 compare=list(compares),
                 success=list(success),
                 failure=list(failure),
-                request_id=self._request_id(),
+                request_id=rid,
             ),
         )
         return txn_result(pb)
@@ -168,7 +167,7 @@ class ConsensusClient:
         """A new lease: ``(id, ttl_seconds)``."""
         pb = await self._write(
             "LeaseGrant",
-            kv_pb2.LeaseGrantRequest(ttl_seconds=ttl_s, request_id=self._request_id()),
+            lambda rid: kv_pb2.LeaseGrantRequest(ttl_seconds=ttl_s, request_id=rid),
         )
         return int(pb.id), int(pb.ttl_seconds)
 
@@ -180,7 +179,7 @@ class ConsensusClient:
     async def lease_revoke(self, lease_id: int) -> int:
         """Delete the lease and its keys; the revision of the deletion."""
         pb = await self._write(
-            "LeaseRevoke", kv_pb2.LeaseRevokeRequest(id=lease_id, request_id=self._request_id())
+            "LeaseRevoke", lambda rid: kv_pb2.LeaseRevokeRequest(id=lease_id, request_id=rid)
         )
         return int(pb.header.revision)
 
