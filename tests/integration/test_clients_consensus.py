@@ -5,11 +5,23 @@ leases, fencing. Failover under kill -9 is in tests/system/test_clients_failover
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
-from tests.support.mesh import ConsensusCluster, Mesh, consensus_cluster, svid_source
+from tests.support.mesh import (
+    ConsensusCluster,
+    Mesh,
+    ServiceProcess,
+    consensus_cluster,
+    eventually,
+    free_port,
+    svid_source,
+)
 from x0tta6bl4.clients import keys
 from x0tta6bl4.clients.consensus import ConsensusClient
 from x0tta6bl4.clients.consensus_types import (
@@ -175,3 +187,69 @@ async def test_a_stale_holders_fenced_write_is_refused(kv: ConsensusClient) -> N
     assert state is not None and state.value == b"by-2"
     await taken.resign()
     assert await second.holder_now() is None
+
+
+async def test_a_watch_stream_is_counted_in_the_client_metrics_when_it_ends(
+    kv: ConsensusClient,
+) -> None:
+    def watches() -> float:
+        return sum(
+            s.value
+            for family in REGISTRY.collect()
+            for s in family.samples
+            if s.name == "x0tta6bl4_grpc_client_requests_total"
+            and s.labels["method"] == "Watch"
+            and s.labels["grpc_service"] == "x0tta6bl4.consensus.v1.KVService"
+            and s.labels["service"] == "operator"
+        )
+
+    before = watches()
+    written = await kv.put(b"/x0/ops/metrics/w", b"1")
+    watch = kv.watch(b"/x0/ops/metrics/", prefix=True, start_revision=written.revision)
+    assert (await asyncio.wait_for(anext(watch), 10)).kv.key == b"/x0/ops/metrics/w"
+    await watch.aclose()
+    await eventually(lambda: _more(watches, before), 10, "the ended watch counted")
+
+
+async def _more(count: Callable[[], float], before: float) -> bool:
+    return count() > before
+
+
+def _readyz(service: ServiceProcess) -> dict[str, object]:
+    try:
+        with urllib.request.urlopen(service.url("/readyz"), timeout=5) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as err:
+        return dict(json.loads(err.read()))
+    except urllib.error.URLError:
+        return {}  # not listening yet
+
+
+async def test_a_service_depending_on_consensus_is_ready_while_one_member_answers(
+    cluster: ConsensusCluster, mesh: Mesh
+) -> None:
+    members = "|".join(m.grpc_addr for m in cluster.members.values())
+    nobody = f"127.0.0.1:{free_port()}"
+    probes = {"X0_DEPENDENCY_PROBE_INTERVAL_S": "0.2"}
+    with_members = mesh.service(
+        "policy", env={**probes, "X0_DEPENDENCIES": f"consensus={members}|{nobody}"}
+    )
+    checks = _readyz(with_members)["checks"]
+    assert isinstance(checks, dict) and checks["dependencies"] == "ok: consensus"
+    alone = mesh.service(
+        "healer", env={**probes, "X0_DEPENDENCIES": f"consensus={nobody}"}, wait_ready=False
+    )
+    try:
+
+        async def says_why() -> bool:
+            body = _readyz(alone)
+            checks = body.get("checks")
+            return isinstance(checks, dict) and f"{nobody}: UNAVAILABLE" in str(
+                checks.get("dependencies")
+            )
+
+        await eventually(says_why, 30, "healer names the member that does not answer")
+        assert not alone.ready()
+    finally:
+        alone.process.stop()
+        with_members.process.stop()

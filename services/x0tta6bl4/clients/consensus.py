@@ -42,6 +42,7 @@ from x0tta6bl4.clients.leases import Lease
 from x0tta6bl4.clients.members import MemberPool, backoff_s, leader_hint
 from x0tta6bl4.clients.write_window import WriteWindow
 from x0tta6bl4.consensus.v1 import kv_pb2, kv_pb2_grpc
+from x0tta6bl4.platform.server import Runtime
 from x0tta6bl4.platform.svid import SvidSource
 
 DEDUP_WINDOW = 32
@@ -78,6 +79,21 @@ class ConsensusClient:
         self.client_id = secrets.randbits(63) | 1
         self._window = WriteWindow(DEDUP_WINDOW)
         self._watch_retry_s = watch_retry_s
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime, *, timeout_s: float = 5.0) -> ConsensusClient:
+        """A client of the consensus members named in this process's ``X0_DEPENDENCIES``, as this
+        workload; closed when the process stops."""
+        client = cls(
+            rt.svids,
+            rt.members("consensus"),
+            caller_service=rt.settings.service,
+            namespace=rt.settings.namespace,
+            timeout_s=timeout_s,
+            tracer_provider=rt.telemetry.tracer_provider,
+        )
+        rt.on_stop(client.close)
+        return client
 
     @property
     def members(self) -> list[str]:

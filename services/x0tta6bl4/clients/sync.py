@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from x0tta6bl4.clients.errors import Unavailable, from_rpc_error
 from x0tta6bl4.clients.members import MemberPool, backoff_s
+from x0tta6bl4.platform.server import Runtime
 from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.sync.v1 import sync_pb2, sync_pb2_grpc
 
@@ -147,6 +148,21 @@ class SyncClient:
             tracer_provider=tracer_provider,
         )
         self._contexts: dict[str, bytes] = {}
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime, *, timeout_s: float = 5.0) -> SyncClient:
+        """A client of the sync members named in this process's ``X0_DEPENDENCIES``, as this
+        workload; closed when the process stops."""
+        client = cls(
+            rt.svids,
+            rt.members("sync"),
+            caller_service=rt.settings.service,
+            namespace=rt.settings.namespace,
+            timeout_s=timeout_s,
+            tracer_provider=rt.telemetry.tracer_provider,
+        )
+        rt.on_stop(client.close)
+        return client
 
     def context_of(self, key: str) -> bytes:
         """The context this client last saw for ``key`` (``b""``: none)."""

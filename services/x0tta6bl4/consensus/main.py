@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 
 from x0tta6bl4.consensus.app import make_register
 from x0tta6bl4.consensus.key_permissions_source import load_kv_authz_settings
@@ -13,15 +13,15 @@ from x0tta6bl4.platform.main import run
 from x0tta6bl4.platform.server import Register
 
 
-def build(settings: Settings) -> Register:
+def build(settings: Settings, environ: Mapping[str, str]) -> Register:
     """The consensus settings (Raft, key-range authorisation), every problem named at once."""
     problems: list[str] = []
     try:
-        raft = load_raft_settings(settings)
+        raft = load_raft_settings(settings, environ)
     except ConfigError as err:
         problems += err.problems
     try:
-        kv_authz = load_kv_authz_settings(os.environ)
+        kv_authz = load_kv_authz_settings(environ)
     except ConfigError as err:
         problems += err.problems
     if problems:

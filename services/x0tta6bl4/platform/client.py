@@ -7,7 +7,8 @@
   ``retire_after_s`` so calls already on it finish. No call fails because of a rotation.
 - Every call has a deadline. Only calls marked idempotent are retried, with exponential backoff
   and jitter (tenacity), on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED.
-- Outbound RED metrics and trace propagation (OpenTelemetry client interceptors).
+- Outbound RED metrics of unary and streaming calls (a stream is counted when it ends) and
+  trace propagation (OpenTelemetry client interceptors).
 """
 
 from __future__ import annotations
@@ -39,13 +40,44 @@ RETRYABLE = frozenset(
 )
 
 
-class _MetricsInterceptor(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+class _CallMetrics:
+    """Outbound RED metrics of one caller -> target; a stream is counted when it ends (its
+    duration is the whole stream's, like the server side's)."""
+
     def __init__(self, service: str, target: str) -> None:
         self._service, self._target = service, target
+        self._pending: set[asyncio.Task[None]] = set()
 
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+    def record(self, details: Any, started: float, code: grpc.StatusCode) -> None:
         method = details.method.decode() if isinstance(details.method, bytes) else details.method
         grpc_service, _, name = method.lstrip("/").rpartition("/")
+        GRPC_CLIENT_REQUESTS.labels(
+            self._service, self._target, grpc_service, name, code.name
+        ).inc()
+        GRPC_CLIENT_DURATION.labels(self._service, self._target, grpc_service, name).observe(
+            time.perf_counter() - started
+        )
+
+    def when_done(self, details: Any, started: float, call: Any) -> Any:
+        async def record(done: Any) -> None:
+            self.record(details, started, await done.code())
+
+        def on_done(done: Any) -> None:
+            task = asyncio.get_running_loop().create_task(record(done))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        call.add_done_callback(on_done)
+        return call
+
+
+# grpc.aio files an interceptor under the first of the four kinds it is an instance of, so
+# each kind of call needs an interceptor object of its own.
+class _UnaryUnaryMetrics(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, metrics: _CallMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         started = time.perf_counter()
         call = await continuation(details, request)
         try:
@@ -53,13 +85,46 @@ class _MetricsInterceptor(aio.UnaryUnaryClientInterceptor):  # type: ignore[type
             code = grpc.StatusCode.OK
         except aio.AioRpcError as err:
             code = err.code()
-        GRPC_CLIENT_REQUESTS.labels(
-            self._service, self._target, grpc_service, name, code.name
-        ).inc()
-        GRPC_CLIENT_DURATION.labels(self._service, self._target, grpc_service, name).observe(
-            time.perf_counter() - started
-        )
+        self._metrics.record(details, started, code)
         return call
+
+
+class _UnaryStreamMetrics(aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, metrics: _CallMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        started = time.perf_counter()
+        return self._metrics.when_done(details, started, await continuation(details, request))
+
+
+class _StreamUnaryMetrics(aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, metrics: _CallMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        started = time.perf_counter()
+        return self._metrics.when_done(details, started, await continuation(details, requests))
+
+
+class _StreamStreamMetrics(aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, metrics: _CallMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        started = time.perf_counter()
+        return self._metrics.when_done(details, started, await continuation(details, requests))
+
+
+def metrics_interceptors(service: str, target: str) -> list[Any]:
+    """Interceptors counting every kind of call ``service`` makes to ``target``."""
+    metrics = _CallMetrics(service, target)
+    return [
+        _UnaryUnaryMetrics(metrics),
+        _UnaryStreamMetrics(metrics),
+        _StreamUnaryMetrics(metrics),
+        _StreamStreamMetrics(metrics),
+    ]
 
 
 class MeshClient:
@@ -97,7 +162,7 @@ class MeshClient:
         return self._address
 
     def _build(self, material: SvidMaterial) -> aio.Channel:
-        interceptors: list[Any] = [_MetricsInterceptor(self._caller, self._target)]
+        interceptors: list[Any] = metrics_interceptors(self._caller, self._target)
         interceptors += aio_client_interceptors(  # type: ignore[no-untyped-call]
             tracer_provider=self._tracer_provider
         )

@@ -4,7 +4,10 @@ Precedence: environment over file over defaults. Every value is validated at sta
 problems are reported at once, each naming the setting (``X0_GRPC_ADDR: ...``).
 
 The optional file (``X0_CONFIG_FILE``) is YAML or JSON mapping the same names without the prefix,
-in lower case (``grpc_addr: 127.0.0.1:7001``).
+in lower case (``grpc_addr: 127.0.0.1:7001``), plus one section per service for that service's
+own settings, named like its variables without the prefix (``consensus: {raft_node_id: 2}`` is
+``X0_RAFT_NODE_ID=2`` for the consensus service only; see :mod:`.config_sections`). One file can
+configure the whole suite: each service reads the common settings and its own section.
 """
 
 from __future__ import annotations
@@ -62,8 +65,13 @@ class Settings:
     state_dir: str = ""
     log_level: str = "info"
     event_loop: str = "uvloop"
-    dependencies: dict[str, HostPort] = dataclasses.field(default_factory=dict)
+    # service -> its members' addresses (one for most services; every member of consensus)
+    dependencies: dict[str, tuple[HostPort, ...]] = dataclasses.field(default_factory=dict)
     dependency_probe_interval_s: float = 2.0
+    redis_url: str = ""
+    redis_timeout_s: float = 1.0
+    # this service's section of X0_CONFIG_FILE (names without X0_, lower case -> text)
+    file_section: dict[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def spiffe_id(self) -> str:
@@ -246,16 +254,32 @@ def _socket(value: str) -> str:
     return path
 
 
-def _dependencies(value: str) -> dict[str, HostPort]:
-    deps: dict[str, HostPort] = {}
+def _dependencies(value: str) -> dict[str, tuple[HostPort, ...]]:
+    """``policy=h:p,consensus=h1:p1|h2:p2|h3:p3``: each service once, its members by ``|``."""
+    deps: dict[str, tuple[HostPort, ...]] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
-        name, sep, addr = item.partition("=")
+        name, sep, addrs = item.partition("=")
         if not sep or name not in SERVICES:
             raise ValueError(
-                f"expected service=host:port items (services: {', '.join(SERVICES)}), got {item!r}"
+                f"expected service=host:port[|host:port...] items (services: "
+                f"{', '.join(SERVICES)}), got {item!r}"
             )
-        deps[name] = parse_host_port(addr)
+        if name in deps:
+            raise ValueError(f"{name} is named twice; list its members as host:port|host:port")
+        members = tuple(parse_peer_address(a) for a in addrs.split("|"))
+        if len(set(members)) != len(members):
+            raise ValueError(f"{name} lists a member twice: {addrs!r}")
+        deps[name] = members
     return deps
+
+
+def _redis_url(value: str) -> str:
+    if not re.match(r"^(rediss?://[^/\s]+(/[0-9]+)?|unix:///\S+)$", value):
+        raise ValueError(
+            "must be redis://host:port[/db], rediss://host:port[/db] or unix:///path, "
+            f"got {value!r}"
+        )
+    return value
 
 
 def _text(value: str) -> str:
@@ -280,6 +304,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "event_loop": _one_of(EVENT_LOOPS),
     "dependencies": _dependencies,
     "dependency_probe_interval_s": _positive_float,
+    "redis_url": _redis_url,
+    "redis_timeout_s": _positive_float,
 }
 
 
@@ -303,6 +329,30 @@ def _read_file(path: str) -> tuple[dict[str, Any], list[str]]:
     return data, []
 
 
+def _file_text(value: Any) -> str:
+    """A file value as the text an environment variable would hold (YAML ``true`` -> "true")."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _section(service: str, key: str, value: Any) -> tuple[dict[str, str], list[str]]:
+    """The ``key`` service's section of the file as text by lower-case name (empty unless it
+    is this ``service``'s own; every section must still be a mapping of single values)."""
+    if not isinstance(value, dict):
+        return {}, [f"X0_CONFIG_FILE: section {key!r} must be a mapping of {key}'s settings"]
+    section: dict[str, str] = {}
+    problems: list[str] = []
+    for name, item in value.items():
+        if isinstance(item, (dict, list)):
+            problems.append(f"X0_CONFIG_FILE: {key}.{name}: expected a single value")
+        else:
+            section[str(name).lower()] = _file_text(item)
+    return (section if key == service else {}), problems
+
+
 def load_settings(service: str, environ: Mapping[str, str] | None = None) -> Settings:
     """Build validated settings for ``service``; raise ConfigError naming every bad value."""
     env = os.environ if environ is None else environ
@@ -312,15 +362,21 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None) -> Set
 
     raw: dict[str, str] = {}
     origin: dict[str, str] = {}
+    section: dict[str, str] = {}
     if env.get("X0_CONFIG_FILE"):
         file_values, file_problems = _read_file(env["X0_CONFIG_FILE"])
         problems += file_problems
         for key, value in file_values.items():
             name = str(key).lower()
+            if name in SERVICES:
+                own, section_problems = _section(service, name, value)
+                section.update(own)
+                problems += section_problems
+                continue
             if name not in _PARSERS:
                 problems.append(f"X0_CONFIG_FILE: unknown setting {key!r}")
                 continue
-            raw[name] = str(value)
+            raw[name] = _file_text(value)
             origin[name] = f"{name} (in X0_CONFIG_FILE)"
     for key, value in env.items():
         if not key.startswith("X0_") or key == "X0_CONFIG_FILE":
@@ -346,4 +402,4 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None) -> Set
         )
     if problems:
         raise ConfigError(problems)
-    return Settings(service=service, **values)
+    return Settings(service=service, file_section=section, **values)

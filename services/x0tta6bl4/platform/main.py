@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from x0tta6bl4.platform.config import Settings, load_settings
+from x0tta6bl4.platform.config_sections import ServiceEnviron
 from x0tta6bl4.platform.errors import ConfigError
 from x0tta6bl4.platform.server import Register, serve
 from x0tta6bl4.platform.telemetry import configure_logging
@@ -31,13 +32,36 @@ def run_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
     return asyncio.run(main)
 
 
-def run(service: str, build: Callable[[Settings], Register] | None = None) -> int:
+# Builds a service's register hook from the platform settings and the service's own settings
+# (its X0_* variables over its X0_CONFIG_FILE section), validating the latter.
+Build = Callable[[Settings, Mapping[str, str]], Register]
+
+
+def build_service(
+    settings: Settings, build: Build | None, env: Mapping[str, str] | None = None
+) -> Register | None:
+    """``build`` on the service's own settings; a ConfigError names every bad value, and every
+    key of the service's file section that ``build`` did not read."""
+    environ = ServiceEnviron(settings, env)
+    problems: list[str] = []
+    register = None
+    try:
+        register = build(settings, environ) if build is not None else None
+    except ConfigError as err:
+        problems += err.problems
+    problems += environ.unknown()
+    if problems:
+        raise ConfigError(problems)
+    return register
+
+
+def run(service: str, build: Build | None = None) -> int:
     """Load and validate the settings, build the service's ``register`` hook from them
     (``build`` validates the service's own settings: a ConfigError there is reported like the
     platform's), then serve until SIGTERM. Returns the exit code."""
     try:
         settings = load_settings(service)
-        register = build(settings) if build is not None else None
+        register = build_service(settings, build)
     except ConfigError as err:
         print(f"x0tta6bl4-{service}: {err}", file=sys.stderr)
         return EXIT_CONFIG

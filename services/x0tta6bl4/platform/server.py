@@ -52,6 +52,7 @@ class Runtime:
     readiness: Readiness
     drains: list[Callable[[], None]] = dataclasses.field(default_factory=list)
     teardowns: list[Teardown] = dataclasses.field(default_factory=list)
+    clients: dict[str, MeshClient] = dataclasses.field(default_factory=dict)
 
     def on_drain(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the process starts draining (e.g. to end long-lived streams
@@ -63,6 +64,37 @@ class Runtime:
         call is in flight any more), latest registered first, each bounded by
         TEARDOWN_TIMEOUT_S; e.g. to close files and peer channels the service opened."""
         self.teardowns.append(teardown)
+
+    def members(self, service: str) -> list[str]:
+        """The ``host:port`` of every member of ``service`` named in ``X0_DEPENDENCIES``
+        (what the shared clients in ``x0tta6bl4.clients`` take as seeds)."""
+        addresses = self.settings.dependencies.get(service)
+        if not addresses:
+            named = ", ".join(sorted(self.settings.dependencies)) or "none"
+            raise ValueError(
+                f"X0_DEPENDENCIES does not name {service} (it names: {named}); "
+                f"add {service}=host:port to call it from {self.settings.service}"
+            )
+        return [str(a) for a in addresses]
+
+    def client(self, service: str, *, timeout_s: float = 5.0) -> MeshClient:
+        """An mTLS client of ``service`` (its first member in ``X0_DEPENDENCIES``) as this
+        workload: verifies the callee's DNS SAN, rebuilt on SVID rotation, traced and counted.
+        One per service, closed when the process stops."""
+        client = self.clients.get(service)
+        if client is None:
+            client = MeshClient(
+                self.svids,
+                address=self.members(service)[0],
+                target_service=service,
+                caller_service=self.settings.service,
+                namespace=self.settings.namespace,
+                tracer_provider=self.telemetry.tracer_provider,
+                default_timeout_s=timeout_s,
+            )
+            self.clients[service] = client
+            self.on_stop(client.close)
+        return client
 
     def peer_client(self, address: str, *, timeout_s: float, max_attempts: int) -> MeshClient:
         """An mTLS client to another replica of this same service at ``address``."""

@@ -10,4 +10,4 @@ from x0tta6bl4.sync.settings import load_sync_settings
 def main() -> int:
     # The sync settings are validated with the platform's, before anything starts; a bad
     # value of either exits 2 naming the variable.
-    return run("sync", lambda settings: make_register(load_sync_settings(settings)))
+    return run("sync", lambda settings, env: make_register(load_sync_settings(settings, env)))

@@ -19,7 +19,7 @@ def test_defaults_and_environment() -> None:
     assert settings.dns_name == "consensus.local.svc"
     assert settings.grpc_addr == HostPort("127.0.0.1", 7001)
     assert settings.spiffe_socket == "/run/spire/agent.sock"
-    assert settings.dependencies == {"policy": HostPort("127.0.0.1", 7101)}
+    assert settings.dependencies == {"policy": (HostPort("127.0.0.1", 7101),)}
 
 
 def test_spiffe_endpoint_socket_is_the_fallback() -> None:
