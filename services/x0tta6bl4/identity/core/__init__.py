@@ -1,0 +1,1 @@
+"""The identity service's pure core: SPIFFE IDs, workloads, the reconcile plan, revocations."""
