@@ -11,15 +11,38 @@ from __future__ import annotations
 import grpc
 from grpc import aio
 
+from x0tta6bl4.platform.errors import ServiceError
 
-class ClientError(Exception):
-    """A call failed; ``code`` is its gRPC status, ``details`` the server's message."""
+# What a service tells its own caller when a call to another service failed with this: the
+# caller may retry these; anything else the service did not handle is the service's fault.
+_PASSED_ON = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+class ClientError(ServiceError):
+    """A call failed; ``code`` is its gRPC status, ``details`` the server's message.
+
+    Raised out of an RPC handler unhandled, it ends that RPC with the same status when the
+    caller may retry (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) and INTERNAL
+    otherwise (a refusal by a dependency that the service did not handle is not the
+    caller's mistake); the message names the dependency's method and answer.
+    """
 
     def __init__(self, method: str, code: grpc.StatusCode, details: str) -> None:
         super().__init__(f"{method}: {code.name}: {details}")
         self.method = method
         self.code = code
         self.details = details
+
+    def status(self) -> tuple[grpc.StatusCode, str]:
+        if self.code in _PASSED_ON:
+            return self.code, self.message
+        return grpc.StatusCode.INTERNAL, f"a dependency refused: {self.message}"
 
 
 class InvalidArgument(ClientError):

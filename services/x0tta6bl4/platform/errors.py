@@ -14,6 +14,10 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
 
+    def status(self) -> tuple[grpc.StatusCode, str]:
+        """The status and message the caller of the RPC being handled gets."""
+        return self.code, self.message
+
 
 class InvalidArgument(ServiceError):
     """The request is malformed; ``field`` names the offending field."""

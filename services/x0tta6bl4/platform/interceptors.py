@@ -226,10 +226,13 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         if isinstance(err, aio.AbortError):
             raise err
         if isinstance(err, ServiceError):
-            outcome.code = err.code
+            code, message = err.status()
+            outcome.code = code
             if isinstance(err, BadRequestBody):  # one line, no traceback: see the docstring
                 log.warning("rpc_bad_body", message_type=err.message_type, error=err.message)
-            await context.abort(err.code, err.message)
+            elif code is grpc.StatusCode.INTERNAL:
+                log.error("rpc_dependency_failed", error=message)
+            await context.abort(code, message)
         outcome.code = grpc.StatusCode.INTERNAL
         log.exception("rpc_failed")
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
