@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from x0tta6bl4.devstack.binaries import find
+from x0tta6bl4.devstack.procs import free_port
 from x0tta6bl4.platform.config import TRUST_DOMAIN
 
 
@@ -45,7 +46,8 @@ class Entry:
 
 
 class SpireServer:
-    """A SPIRE server rooted at ``root`` listening on 127.0.0.1:``port``."""
+    """A SPIRE server rooted at ``root`` listening on 127.0.0.1:``port``, with its health
+    listener (``/live``, ``/ready``) on 127.0.0.1:``health_port`` (a free port if not given)."""
 
     def __init__(
         self,
@@ -56,6 +58,7 @@ class SpireServer:
         ca_ttl: str = "24h",
         default_x509_svid_ttl: str = "1h",
         sync_interval: str = "",
+        health_port: int | None = None,
     ) -> None:
         """``sync_interval`` (e.g. "1s") shortens how long new entries take to reach workloads:
         the server's entry-cache reload and the agents' sync with the server (SPIRE's
@@ -66,11 +69,17 @@ class SpireServer:
         self.trust_domain = trust_domain
         self.ca_ttl = ca_ttl
         self.default_x509_svid_ttl = default_x509_svid_ttl
+        self.health_port = health_port or free_port()
         self.binary = find("spire-server")
 
     @property
     def socket_path(self) -> Path:
         return self.root / "admin" / "api.sock"
+
+    @property
+    def health_url(self) -> str:
+        """Where the server answers ``/live`` and ``/ready`` (200, or 500 with a JSON body)."""
+        return f"http://127.0.0.1:{self.health_port}"
 
     @property
     def config_path(self) -> Path:
@@ -95,6 +104,14 @@ server {{
     organization = ["x0tta6bl4"]
     common_name = "x0tta6bl4 local CA"
   }}
+}}
+
+health_checks {{
+  listener_enabled = true
+  bind_address = "127.0.0.1"
+  bind_port = "{self.health_port}"
+  live_path = "/live"
+  ready_path = "/ready"
 }}
 
 plugins {{
