@@ -29,7 +29,8 @@ from x0tta6bl4.platform.config import Settings
 from x0tta6bl4.platform.credentials import server_credentials
 from x0tta6bl4.platform.dependencies import DependencyProbes
 from x0tta6bl4.platform.diagnostics import Diagnostics
-from x0tta6bl4.platform.health import HttpEndpoints, Readiness
+from x0tta6bl4.platform.health import Readiness, add_probe_routes
+from x0tta6bl4.platform.http_routes import HttpRouter
 from x0tta6bl4.platform.interceptors import PlatformInterceptor
 from x0tta6bl4.platform.svid import SvidMaterial, SvidSource
 from x0tta6bl4.platform.telemetry import SVID_EXPIRY, SVID_ROTATIONS, Telemetry
@@ -50,6 +51,9 @@ class Runtime:
     svids: SvidSource
     telemetry: Telemetry
     readiness: Readiness
+    # the process's HTTP routes: register handlers here (served on X0_HTTP_ADDR, and over
+    # mTLS once the service calls ``http.serve_mtls``); see platform/http_routes.py
+    http: HttpRouter
     drains: list[Callable[[], None]] = dataclasses.field(default_factory=list)
     teardowns: list[Teardown] = dataclasses.field(default_factory=list)
     clients: dict[str, MeshClient] = dataclasses.field(default_factory=dict)
@@ -164,8 +168,9 @@ async def serve(
     )
     if settings.dependencies:
         readiness.add("dependencies", probes.ready)
-    http = HttpEndpoints(readiness, settings.http_addr.host, settings.http_addr.port)
-    await http.start()
+    http = HttpRouter(settings.service, telemetry.tracer)
+    add_probe_routes(http, readiness)
+    await http.serve(settings.http_addr.host, settings.http_addr.port)
     svids.start()
     log.info(
         "starting",
@@ -176,7 +181,7 @@ async def serve(
 
     server: aio.Server | None = None
     health = HealthServicer()
-    runtime = Runtime(settings, svids, telemetry, readiness)
+    runtime = Runtime(settings, svids, telemetry, readiness, http)
     try:
         waiter = asyncio.ensure_future(
             asyncio.to_thread(svids.wait_loaded, settings.svid_timeout_s)
