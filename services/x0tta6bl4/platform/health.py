@@ -20,6 +20,7 @@ from x0tta6bl4.platform.http_routes import HttpRouter
 
 log = structlog.get_logger(__name__)
 
+CHECK_TIMEOUT_S = 2.0
 Check = Callable[[], Awaitable[tuple[bool, str]]]
 
 
@@ -34,18 +35,27 @@ class Readiness:
         self._checks[name] = check
 
     async def evaluate(self) -> tuple[bool, dict[str, str]]:
+        """Every check at once, each bounded by CHECK_TIMEOUT_S (a slow one is "not ready"
+        and does not delay the others)."""
         results: dict[str, str] = {}
         ready = not self.draining
         if self.draining:
             results["draining"] = "shutting down"
-        for name, check in list(self._checks.items()):
-            try:
-                ok, detail = await asyncio.wait_for(check(), timeout=2.0)
-            except Exception as err:
-                ok, detail = False, f"check failed: {err!r}"
+        checks = list(self._checks.items())
+        outcomes = await asyncio.gather(*(self._run(check) for _, check in checks))
+        for (name, _), (ok, detail) in zip(checks, outcomes, strict=True):
             results[name] = ("ok" if ok else "not ready") + (f": {detail}" if detail else "")
             ready = ready and ok
         return ready, results
+
+    @staticmethod
+    async def _run(check: Check) -> tuple[bool, str]:
+        try:
+            return await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+        except TimeoutError:
+            return False, f"check gave no answer within {CHECK_TIMEOUT_S:g} s"
+        except Exception as err:
+            return False, f"check failed: {err!r}"
 
 
 def add_probe_routes(router: HttpRouter, readiness: Readiness) -> None:
