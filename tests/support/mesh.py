@@ -166,9 +166,10 @@ class Mesh:
     def register(self, workload: Workload) -> None:
         self.server.create_entry(workload.entry)
 
-    def opa(self, port: int | None = None) -> Opa:
+    def opa(self, port: int | None = None, *, identity_http_url: str = "") -> Opa:
+        """An OPA sidecar; with ``identity_http_url`` it loads the identity service's bans."""
         port = port or free_port()
-        process = self._start(f"opa-{port}", opa_command(port))
+        process = self._start(f"opa-{port}", opa_command(port, identity_http_url=identity_http_url))
         opa = Opa(port, process)
         wait_until(opa.healthy, timeout_s=30, what="opa", diagnose=process.log_tail)
         return opa

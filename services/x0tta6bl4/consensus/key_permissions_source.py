@@ -26,22 +26,12 @@ import structlog
 
 from x0tta6bl4.consensus.key_permissions import Permissions, parse_permissions
 from x0tta6bl4.consensus.metrics import KV_PERMISSION_GRANTS, KV_PERMISSION_LOADS
-from x0tta6bl4.platform.config import EnvReader
+from x0tta6bl4.platform.config import EnvReader, seconds_between
 from x0tta6bl4.platform.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 
 DATA_PATH = "x0tta6bl4/kv/permissions"
-
-
-def _refresh_s(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"expected seconds, got {value!r}") from None
-    if not 0.05 <= seconds <= 300:
-        raise ValueError(f"must be between 0.05 and 300 seconds, got {value}")
-    return seconds
 
 
 def _on_off(value: str) -> bool:
@@ -60,7 +50,7 @@ def load_kv_authz_settings(env: Mapping[str, str]) -> KvAuthzSettings:
     reader = EnvReader(env)
     settings = KvAuthzSettings(
         enforce=reader.get("X0_KV_AUTHZ", _on_off, True),
-        refresh_s=reader.get("X0_KV_AUTHZ_REFRESH_S", _refresh_s, 2.0),
+        refresh_s=reader.get("X0_KV_AUTHZ_REFRESH_S", seconds_between(0.05, 300), 2.0),
     )
     if reader.problems:
         raise ConfigError(reader.problems)

@@ -155,6 +155,17 @@ def _txn_op(op: kv_pb2.TxnOp, field: str) -> cmd.TxnOp:
     raise InvalidArgument(f"{field}.op", "set one of put, delete, range")
 
 
+# What each write command the servicer proposes answers with.
+_RESULT_OF: dict[type, type] = {
+    cmd.Put: PutResult,
+    cmd.DeleteRange: DeleteRangeResult,
+    cmd.Txn: TxnResult,
+    cmd.LeaseGrant: LeaseResult,
+    cmd.LeaseKeepAlive: LeaseResult,
+    cmd.LeaseRevoke: RevisionResult,
+}
+
+
 class KvServicer(kv_pb2_grpc.KVServiceServicer):
     def __init__(self, runtime: RaftRuntime, access: KeyAccess | None = None) -> None:
         self._rt = runtime
@@ -194,6 +205,14 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
             raise
         if isinstance(outcome, ErrorResult):
             _raise_error(outcome, rpc)
+        if request_id is not None and not isinstance(outcome, _RESULT_OF[type(command)]):
+            # The store answers a known request id with what that request got; here that
+            # was another kind of write, so this one was not applied.
+            raise InvalidArgument(
+                "request_id",
+                f"client {request_id.client_id} seq {request_id.seq} was already used for "
+                f"another kind of write; a retry must repeat the same request",
+            )
         return outcome
 
     async def _read_barrier(

@@ -114,7 +114,9 @@ class Reconciler:
             try:
                 await self._pass(report)
             except (ClientError, Unavailable) as err:
-                metrics.RECONCILE_ERRORS.labels(getattr(err, "code", "UNAVAILABLE")).inc()
+                metrics.RECONCILE_ERRORS.labels(
+                    err.code.name if isinstance(err, ClientError) else "UNAVAILABLE"
+                ).inc()
                 raise
             finally:
                 report.duration_s = time.perf_counter() - started
@@ -152,22 +154,22 @@ class Reconciler:
                 w = by_id[out.entry_id]
                 if out.code == "OK":
                     report.created.append(w.spiffe_id)
-                elif (
-                    out.code == "ALREADY_EXISTS"
-                    and out.existing
-                    and out.existing[0] == out.entry_id
-                ):
-                    # ours, made by a pass that was cut off (or listed before it landed)
-                    if not same_entry(out.existing[1], w):
+                elif out.code == "ALREADY_EXISTS" and out.existing is None:
+                    # our id is taken by an entry whose SPIFFE ID, parent or selectors were
+                    # edited behind our back (SPIRE returns no entry then): repair it
+                    retry_as_update.append((out.entry_id, w))
+                elif out.code == "ALREADY_EXISTS" and out.existing is not None:
+                    eid, there = out.existing
+                    if eid != out.entry_id:
+                        self._error(
+                            report,
+                            w.spiffe_id,
+                            out.code,
+                            f"registered by entry {eid}, which identity does not own; left alone",
+                        )
+                    elif not same_entry(there, w):
+                        # ours, made by a pass that was cut off (or listed before it landed)
                         retry_as_update.append((out.entry_id, w))
-                elif out.code == "ALREADY_EXISTS" and out.existing:
-                    self._error(
-                        report,
-                        w.spiffe_id,
-                        out.code,
-                        f"registered by entry "
-                        f"{out.existing[0]}, which identity does not own; left alone",
-                    )
                 else:
                     self._error(report, w.spiffe_id, out.code, out.message)
         for batch in _chunks([*todo.update, *retry_as_update]):

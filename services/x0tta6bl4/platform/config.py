@@ -160,6 +160,21 @@ def int_between(low: int, high: int = 1 << 62) -> Callable[[str], int]:
     return parse
 
 
+def seconds_between(low: float, high: float) -> Callable[[str], float]:
+    """A parser of a number of seconds in [low, high]."""
+
+    def parse(value: str) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"expected seconds, got {value!r}") from None
+        if not low <= seconds <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds, got {value}")
+        return seconds
+
+    return parse
+
+
 class EnvReader:
     """Reads a service's own ``X0_*`` variables, collecting every problem by name.
 

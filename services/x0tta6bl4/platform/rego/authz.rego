@@ -42,7 +42,23 @@ open_to_members := {
 	"x0tta6bl4.platform.v1.DiagnosticsService",
 }
 
+# A revoked (banned) SPIFFE ID is denied everything, health and WhoAmI included. The identity
+# service publishes the bans as a bundle (data.x0tta6bl4.revocations: id -> {reason, until});
+# "until" is RFC 3339 UTC with microseconds like input.time, "" for a ban until lifted.
+# Before the first bundle has loaded there is no ban to apply.
+revoked if {
+	ban := data.x0tta6bl4.revocations[input.caller]
+	ban.until == ""
+}
+
+revoked if {
+	ban := data.x0tta6bl4.revocations[input.caller]
+	ban.until != ""
+	input.time < ban.until
+}
+
 allow if {
+	not revoked
 	same_namespace
 	caller.name in members
 	input.grpc_service in open_to_members
@@ -60,11 +76,25 @@ grants := {
 		"x0tta6bl4.sync.v1.SyncService": {"healer", "ops", "policy", "identity", "operator"},
 		"x0tta6bl4.sync.v1.ReplicationService": {"sync"},
 	},
+	# Workloads, revocations and reconcile passes are the operator's (and ops' runbooks');
+	# every member may validate a certificate and read SPIRE's health.
+	"identity": {"x0tta6bl4.identity.v1.IdentityService": {"operator", "ops"}},
+}
+
+identity_open_methods := {"ValidateCertificate", "ServerHealth", "GetWorkload", "ListWorkloads"}
+
+allow if {
+	not revoked
+	same_namespace
+	caller.name in grants[input.service][input.grpc_service]
 }
 
 allow if {
+	not revoked
 	same_namespace
-	caller.name in grants[input.service][input.grpc_service]
+	caller.name in members
+	input.grpc_service == "x0tta6bl4.identity.v1.IdentityService"
+	input.method in identity_open_methods
 }
 
 # Why a call was denied, for decision logs and debugging (`opa eval data.x0tta6bl4.authz.reasons`).
@@ -74,6 +104,8 @@ reasons contains "caller is in another namespace" if {
 	caller
 	not same_namespace
 }
+
+reasons contains concat("", ["caller is revoked: ", data.x0tta6bl4.revocations[input.caller].reason]) if revoked
 
 reasons contains "caller is not allowed to call this gRPC service" if {
 	same_namespace

@@ -92,3 +92,35 @@ test_every_kv_caller_has_key_range_permissions if {
 		glob.match(pattern, ["/"], sa(name))
 	}
 }
+
+ops_banned := {"spiffe://x0tta6bl4.mesh/ns/local/sa/ops": {"reason": "stolen key", "until": ""}}
+
+test_a_revoked_caller_is_denied_everything if {
+	not authz.allow with input as call(sa("ops"), "identity", "x0tta6bl4.platform.v1.DiagnosticsService")
+		with data.x0tta6bl4.revocations as ops_banned
+	not authz.allow with input as call(sa("ops"), "consensus", "x0tta6bl4.consensus.v1.KVService")
+		with data.x0tta6bl4.revocations as ops_banned
+	"caller is revoked: stolen key" in authz.reasons with input as call(
+		sa("ops"), "consensus",
+		"x0tta6bl4.consensus.v1.KVService",
+	)
+		with data.x0tta6bl4.revocations as ops_banned
+	authz.allow with input as call(sa("healer"), "consensus", "x0tta6bl4.consensus.v1.KVService")
+		with data.x0tta6bl4.revocations as ops_banned
+}
+
+test_a_ban_ends_at_its_until_time if {
+	bans := {"spiffe://x0tta6bl4.mesh/ns/local/sa/ops": {"reason": "drill", "until": "2026-11-27T10:00:00.500000Z"}}
+	not authz.allow with input as call(sa("ops"), "consensus", "x0tta6bl4.consensus.v1.KVService")
+		with data.x0tta6bl4.revocations as bans
+	later := object.union(call(sa("ops"), "consensus", "x0tta6bl4.consensus.v1.KVService"), {"time": "2026-11-27T10:00:00.500000Z"})
+	authz.allow with input as later with data.x0tta6bl4.revocations as bans
+}
+
+test_identity_admin_methods_are_the_operators if {
+	admin := object.union(call(sa("operator"), "identity", "x0tta6bl4.identity.v1.IdentityService"), {"method": "ApplyWorkload"})
+	authz.allow with input as admin
+	not authz.allow with input as object.union(admin, {"caller": sa("healer")})
+	validate := object.union(admin, {"caller": sa("healer"), "method": "ValidateCertificate"})
+	authz.allow with input as validate
+}
