@@ -11,7 +11,7 @@ export X0_TOOLS_CACHE
 DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(PY) -m pytest
 
-.PHONY: help deps tools proto proto-check up down status test test-unit test-simulation \
+.PHONY: help deps tools proto proto-check up down status test test-unit test-simulation test-fuzz fuzz \
         test-integration test-system test-policy lint bench bench-consensus bench-sync clean
 
 help: ## list the targets
@@ -62,6 +62,12 @@ test-integration: deps tools ## real SPIRE, OPA, ... with the real services on l
 
 test-system: deps tools ## whole-suite and multi-process tests
 	@$(PYTEST) tests/system
+
+test-fuzz: deps tools ## the fuzz tier with its CI budget (X0_FUZZ_BUDGET s, default 60)
+	@$(PYTEST) tests/fuzz
+
+fuzz: deps tools ## a long fuzz campaign (FUZZ_BUDGET s, default 1800; X0_FUZZ_SEED to repeat)
+	@X0_FUZZ_BUDGET=$${FUZZ_BUDGET:-1800} $(PYTEST) tests/fuzz
 
 test: deps tools test-policy ## everything CI runs
 	@$(PYTEST) tests

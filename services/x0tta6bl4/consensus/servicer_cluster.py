@@ -98,8 +98,15 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             raise FailedPrecondition(f"member {node_id} is not a learner")
         progress = self._rt.node.progress.get(node_id)
         last = self._rt.node.log.last_index()
-        if progress is None or last - progress.match > max(100, self._rt.raft.catchup_entries):
-            behind = last - (progress.match if progress else 0)
+        if progress is None or progress.match == 0:
+            # Nothing acknowledged at all (an unreachable address, say): with a short log it
+            # would pass the check below and become a voter that never votes.
+            raise FailedPrecondition(
+                f"learner {node_id} has not acknowledged any entry yet; promote it once it "
+                "caught up"
+            )
+        if last - progress.match > max(100, self._rt.raft.catchup_entries):
+            behind = last - progress.match
             raise FailedPrecondition(
                 f"learner {node_id} is {behind} entries behind; promote it once it caught up"
             )

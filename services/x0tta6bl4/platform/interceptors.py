@@ -19,6 +19,7 @@ parent (the caller's ``traceparent``) and ``rpc.*`` attributes.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -233,6 +234,13 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
             elif code is grpc.StatusCode.INTERNAL:
                 log.error("rpc_dependency_failed", error=message)
             await context.abort(code, message)
+        preset = context.code() not in (None, 0)  # type: ignore[comparison-overlap]
+        if preset and _code_of(context) is not _OK:
+            # The handler set a status before it raised; it stands (as in gRPC itself): e.g.
+            # UNIMPLEMENTED from a generated base class for a method the servicer lacks.
+            outcome.code = _code_of(context)
+            log.warning("rpc_failed_with_status", code=outcome.code.name, error=repr(err))
+            await context.abort(outcome.code, str(context.details() or err))
         outcome.code = grpc.StatusCode.INTERNAL
         log.exception("rpc_failed")
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
@@ -354,13 +362,21 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
                 self._unary_response(handler.stream_unary, full_method, parse, True),
                 response_serializer=serialize,
             )
+        # A streaming handler is an async generator, or a coroutine that sends with
+        # context.write() (grpc's own aio HealthServicer.Watch): that one is awaited.
         if handler.unary_stream:
+            wrap = self._stream_response
+            if not inspect.isasyncgenfunction(handler.unary_stream):
+                wrap = self._unary_response  # type: ignore[assignment]
             return grpc.unary_stream_rpc_method_handler(
-                self._stream_response(handler.unary_stream, full_method, parse, False),
+                wrap(handler.unary_stream, full_method, parse, False),
                 response_serializer=serialize,
             )
+        wrap = self._stream_response
+        if not inspect.isasyncgenfunction(handler.stream_stream):
+            wrap = self._unary_response  # type: ignore[assignment]
         return grpc.stream_stream_rpc_method_handler(
-            self._stream_response(handler.stream_stream, full_method, parse, True),
+            wrap(handler.stream_stream, full_method, parse, True),
             response_serializer=serialize,
         )
 
