@@ -118,6 +118,12 @@ def _kv(args: argparse.Namespace) -> int:
     return run(args, _state_dir(args))
 
 
+def _identity(args: argparse.Namespace) -> int:
+    from x0tta6bl4.cli_identity import run
+
+    return run(args, _state_dir(args))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="x0", description="x0tta6bl4 control-plane suite")
     sub = top.add_subparsers(dest="command", required=True)
@@ -160,6 +166,13 @@ def parser() -> argparse.ArgumentParser:
         "--state-dir", help=f"suite state directory (default {DEFAULT_STATE_DIR} or $X0_SUITE_DIR)"
     )
     kv.set_defaults(run=_kv)
+    from x0tta6bl4.cli_identity import add_parser as add_identity
+
+    identity = add_identity(sub)
+    identity.add_argument(
+        "--state-dir", help=f"suite state directory (default {DEFAULT_STATE_DIR} or $X0_SUITE_DIR)"
+    )
+    identity.set_defaults(run=_identity)
     return top
 
 

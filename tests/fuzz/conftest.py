@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fuzz.suite import STUB_SERVICES, SUMMARY, FuzzSuite
+from tests.support.identity import identity_service
 from tests.support.mesh import Mesh, consensus_cluster, sync_cluster
 from x0tta6bl4.devstack.procs import wait_until
 
@@ -21,6 +22,7 @@ def fuzz_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzSuite]:
         consensus = consensus_cluster(mesh, tmp_path_factory.mktemp("raft"))
         replicas = sync_cluster(mesh, tmp_path_factory.mktemp("sync"))
         stubs = {name: mesh.service(name, wait_ready=False) for name in STUB_SERVICES}
+        stubs["identity"] = identity_service(mesh, consensus, wait_ready=False)
         for name, stub in stubs.items():
             wait_until(
                 stub.ready, timeout_s=60, what=f"{name} ready", diagnose=stub.process.log_tail

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from tests.support.mesh import eventually, unary_call
 from x0tta6bl4.consensus.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+from x0tta6bl4.identity.v1 import identity_pb2, identity_pb2_grpc
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 from x0tta6bl4.sync.v1 import sync_pb2, sync_pb2_grpc
@@ -130,3 +131,29 @@ async def sync_api(replicas: Mapping[str, MeshClient]) -> None:
         return True
 
     await eventually(converged, timeout_s=30, what=f"every replica reads {key} = {start} + 3")
+
+
+async def identity_api(c: MeshClient, trust_domain: str) -> None:
+    """Apply, read, list and delete a workload, and read the SPIRE server's health."""
+    stub = identity_pb2_grpc.IdentityServiceStub
+    spiffe_id = f"spiffe://{trust_domain}/ns/fuzz/sa/after-fuzz"
+    workload = identity_pb2.Workload(
+        spiffe_id=spiffe_id,
+        parent_id=f"spiffe://{trust_domain}/ns/fuzz/sa/parent",
+        selectors=[identity_pb2.Selector(type="unix", value="uid:4242")],
+        x509_svid_ttl_seconds=600,
+    )
+    request = identity_pb2.ApplyWorkloadRequest(workload=workload)
+    applied = await unary_call(c, stub, "ApplyWorkload", request)
+    got = await unary_call(
+        c, stub, "GetWorkload", identity_pb2.GetWorkloadRequest(spiffe_id=spiffe_id)
+    )
+    assert got.record.revision == applied.record.revision, (applied, got)
+    listing = identity_pb2.ListWorkloadsRequest(spiffe_id_prefix=spiffe_id)
+    listed = await unary_call(c, stub, "ListWorkloads", listing)
+    assert [r.workload.spiffe_id for r in listed.workloads] == [spiffe_id], listed
+    await unary_call(
+        c, stub, "DeleteWorkload", identity_pb2.DeleteWorkloadRequest(spiffe_id=spiffe_id)
+    )
+    health = await unary_call(c, stub, "ServerHealth", identity_pb2.ServerHealthRequest())
+    assert health.up, health

@@ -1,8 +1,9 @@
 """The running suite the fuzz tier sends to, its settings, and operator clients of it.
 
-A real trust domain: a 3-member consensus cluster, 3 sync replicas, and identity, policy,
-healer and ops, each process with its own SPIRE agent and OPA sidecar, started by the helpers
-of ``tests/support/mesh.py`` (the fixture is in this directory's conftest).
+A real trust domain: a 3-member consensus cluster, 3 sync replicas, identity (on that
+cluster and the mesh's SPIRE server), and policy, healer and ops, each process with its own
+SPIRE agent and OPA sidecar, started by the helpers of ``tests/support/`` (the fixture is in
+this directory's conftest).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tests.support.mesh import (
 )
 from x0tta6bl4.platform.client import MeshClient
 
-STUB_SERVICES = ("identity", "policy", "healer", "ops")
+STUB_SERVICES = ("policy", "healer", "ops")  # identity is started with its dependencies
 DEFAULT_BUDGET_S = 60.0
 SUMMARY = pytest.StashKey[list[str]]()
 

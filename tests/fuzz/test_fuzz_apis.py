@@ -137,3 +137,4 @@ async def test_valid_requests_still_succeed_afterwards(
         await still_works.cluster_membership(members)
         await still_works.kv_api(members)
         await still_works.sync_api(replicas)
+        await still_works.identity_api(clients["identity"], fuzz_suite.mesh.trust_domain)

@@ -183,10 +183,11 @@ class Mesh:
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
         grpc_port: int | None = None,
+        http_port: int | None = None,
     ) -> ServiceProcess:
         workload = workload or self.workload(service)
         opa = opa or self.opa()
-        grpc_port, http_port = grpc_port or free_port(), free_port()
+        grpc_port, http_port = grpc_port or free_port(), http_port or free_port()
         full_env = dict(os.environ)
         full_env.update(
             {

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from x0tta6bl4.clients.consensus import ConsensusClient
+from x0tta6bl4.clients.identity import IdentityClient
 from x0tta6bl4.devstack.plan import OPERATOR, Instance, SuitePlan
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.svid import SvidSource
@@ -33,6 +34,22 @@ async def consensus_client(plan: SuitePlan) -> AsyncIterator[ConsensusClient]:
         client = ConsensusClient(
             svids,
             [f"127.0.0.1:{i.grpc_port}" for i in plan.instances("consensus")],
+            caller_service=OPERATOR,
+            namespace=plan.namespace,
+        )
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+@contextlib.asynccontextmanager
+async def identity_client(plan: SuitePlan) -> AsyncIterator[IdentityClient]:
+    """An identity client on every identity replica of the local suite, as the operator."""
+    async with operator_svids(plan) as svids:
+        client = IdentityClient(
+            svids,
+            [f"127.0.0.1:{i.grpc_port}" for i in plan.instances("identity")],
             caller_service=OPERATOR,
             namespace=plan.namespace,
         )
