@@ -158,7 +158,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "identity", help="workloads, SPIRE health, certificate checks and bans, as the operator"
     )
     top.add_argument("--json", action="store_true", help="the API's messages as JSON")
-    ops = top.add_subparsers(dest="identity_command", required=True)
+    # --json and --state-dir also after the subcommand (x0 identity list --json);
+    # SUPPRESS keeps the top parser's value when they are not given there.
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="output as JSON"
+    )
+    json_flag.add_argument(
+        "--state-dir", default=argparse.SUPPRESS, help="suite state directory"
+    )
+    subparsers = top.add_subparsers(dest="identity_command", required=True)
+
+    class _Ops:
+        @staticmethod
+        def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+            parser: argparse.ArgumentParser = subparsers.add_parser(
+                name, parents=[json_flag], **kw
+            )
+            return parser
+
+    ops = _Ops()
     apply = ops.add_parser("apply", help="create or replace a workload from a YAML file")
     apply.add_argument("-f", "--file", required=True)
     listing = ops.add_parser("list", help="every workload")

@@ -96,6 +96,25 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert answer["callerSpiffeId"] == "spiffe://x0tta6bl4.mesh/ns/local/sa/operator"
         assert answer["serverSpiffeId"] == "spiffe://x0tta6bl4.mesh/ns/local/sa/consensus"
 
+        # Every workload outside the bootstrap set was registered through identity's API.
+        listed = subprocess.run(
+            [*X0, "identity", "list", "--json", "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        records = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert {r["workload"]["spiffeId"].rsplit("/", 1)[1] for r in records} == {
+            "sync",
+            "policy",
+            "healer",
+            "ops",
+        }
+        assert {r["author"] for r in records} == {"spiffe://x0tta6bl4.mesh/ns/local/sa/operator"}
+
         def kv(*argv: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [*X0, "kv", "--state-dir", str(state), *argv],

@@ -51,6 +51,21 @@ class SuitePlan:
         return self.port_base + 81
 
     @property
+    def spire_health_port(self) -> int:
+        """The SPIRE server's health listener (``/live``, ``/ready``)."""
+        return self.port_base + 82
+
+    @property
+    def spire_socket(self) -> Path:
+        """The SPIRE server's admin socket (what the identity service manages entries on)."""
+        return self.spire_dir / "server" / "admin" / "api.sock"
+
+    @property
+    def identity_http_url(self) -> str:
+        """Where the identity service serves the revocation bundle the OPA sidecars load."""
+        return f"http://127.0.0.1:{self.instance('identity').http_port}"
+
+    @property
     def redis_port(self) -> int:
         return self.port_base + 79
 
@@ -93,6 +108,12 @@ class SuitePlan:
         base, _, index = workload.rpartition("-")
         return base if base and index.isdigit() else workload
 
+    def agent_alias_name(self, workload: str) -> str:
+        """The node alias of ``workload``'s agent: one per service, shared by its replicas
+        (``consensus-1..3`` → ``consensus``), so one registration entry, whose parent is the
+        alias, gives every replica its SVID, as one entry per node set does in Kubernetes."""
+        return self.service_of(workload)
+
     def dns_names(self, workload: str) -> tuple[str, ...]:
         service = self.service_of(workload)
         return (dns_name_for(service, self.namespace),) if service in SERVICES else ()
@@ -127,6 +148,15 @@ class SuitePlan:
             "OTEL_TRACES_EXPORTER": "none",
         }
         peers = self.instances(inst.service)
+        if inst.service == "identity":
+            members = "|".join(f"127.0.0.1:{p.grpc_port}" for p in self.instances("consensus"))
+            env.update(
+                {
+                    "X0_DEPENDENCIES": f"consensus={members}",
+                    "X0_IDENTITY_SPIRE_SOCKET": str(self.spire_socket),
+                    "X0_IDENTITY_SPIRE_HEALTH_URL": f"http://127.0.0.1:{self.spire_health_port}",
+                }
+            )
         if inst.service == "consensus":
             env.update(
                 {

@@ -1,8 +1,10 @@
 """`x0 up`, `x0 status`, `x0 down`: the whole suite as processes under supervisord.
 
-Bring-up order: SPIRE server → join tokens + registration entries → one SPIRE agent per
-workload → OPA sidecars, Redis, Prometheus, Alertmanager → the six services. Each step waits
-until its components answer before the next starts.
+Bring-up order: SPIRE server → join tokens, and the registration entries of identity,
+consensus and the operator (``devstack.registration``) → one SPIRE agent per workload → OPA
+sidecars, Redis, Prometheus, Alertmanager → consensus and identity → the other workloads
+applied through identity (which creates their entries) → the other services. Each step
+waits until its components answer before the next starts.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
-import os
 import shutil
 import socket
 import sys
@@ -24,7 +25,13 @@ from pathlib import Path
 from x0tta6bl4.devstack.binaries import find
 from x0tta6bl4.devstack.opa import opa_command
 from x0tta6bl4.devstack.plan import ALERTMANAGER_CONFIG, Instance, SuitePlan, prometheus_config
-from x0tta6bl4.devstack.spire import Entry, SpireAgent, SpireServer
+from x0tta6bl4.devstack.registration import (
+    BOOTSTRAP,
+    bootstrap_entry,
+    is_bootstrap,
+    register_through_identity,
+)
+from x0tta6bl4.devstack.spire import SpireAgent, SpireServer
 from x0tta6bl4.devstack.supervisor import Program, Supervisor
 
 Say = Callable[[str], None]
@@ -69,7 +76,12 @@ def _programs(plan: SuitePlan, server: SpireServer) -> list[Program]:
             )
         )
     for inst in plan.instances():
-        programs.append(Program(f"opa-{inst.name}", opa_command(inst.opa_port)))
+        programs.append(
+            Program(
+                f"opa-{inst.name}",
+                opa_command(inst.opa_port, identity_http_url=plan.identity_http_url),
+            )
+        )
     programs.append(
         Program(
             "redis",
@@ -141,7 +153,7 @@ def up(plan: SuitePlan, say: Say = print, timeout_s: float = 120.0) -> None:
     plan.save()
     (state / "prometheus" / "prometheus.yml").write_text(prometheus_config(plan))
     (state / "alertmanager" / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
-    server = SpireServer(plan.spire_dir / "server", port=plan.spire_port, sync_interval="1s")
+    server = _spire_server(plan)
     server.write_config()
     supervisor = Supervisor(state)
     already = supervisor.pid() is not None
@@ -160,16 +172,11 @@ def up(plan: SuitePlan, say: Say = print, timeout_s: float = 120.0) -> None:
         if agent.healthy():
             continue
         shutil.rmtree(agent.root / "data", ignore_errors=True)  # re-attest with a fresh token
-        entry = Entry(
-            spiffe_id=plan.spiffe_id(workload),
-            parent_id=server.agent_alias(workload),
-            selectors=(f"unix:uid:{os.getuid()}",),
-            dns_names=plan.dns_names(workload),
-            x509_svid_ttl_s=plan.svid_ttl_s,
-        )
-        if not server.entry_ids(entry.spiffe_id, entry.parent_id):
-            server.create_entry(entry)
-        agent.write_config(server.join_token(workload), bundle)
+        if is_bootstrap(plan, workload):
+            entry = bootstrap_entry(plan, server, workload)
+            if not server.entry_ids(entry.spiffe_id, entry.parent_id):
+                server.create_entry(entry)
+        agent.write_config(server.join_token(plan.agent_alias_name(workload)), bundle)
     supervisor.start(*(f"agent-{w}" for w in plan.workloads))
     for agent in agents:
         _wait(f"agent-{agent.name}", agent.healthy, timeout_s, say, plan.logs_dir)
@@ -187,9 +194,31 @@ def up(plan: SuitePlan, say: Say = print, timeout_s: float = 120.0) -> None:
     ):
         _wait(name, _http_check(port, "/-/ready"), timeout_s, say, plan.logs_dir)
 
-    supervisor.start(*(i.name for i in instances))
-    for inst in instances:
+    first = [i for i in instances if i.service in BOOTSTRAP]
+    supervisor.start(*(i.name for i in first))
+    for inst in first:
         _wait(inst.name, _http_check(inst.http_port, "/readyz"), timeout_s, say, plan.logs_dir)
+    started = time.monotonic()
+    applied, changed = asyncio.run(register_through_identity(plan, server))
+    say(
+        f"  registered {applied} workloads through identity ({changed} changed, "
+        f"{time.monotonic() - started:.1f}s)"
+    )
+    rest = [i for i in instances if i.service not in BOOTSTRAP]
+    supervisor.start(*(i.name for i in rest))
+    for inst in rest:
+        _wait(inst.name, _http_check(inst.http_port, "/readyz"), timeout_s, say, plan.logs_dir)
+
+
+def _spire_server(plan: SuitePlan) -> SpireServer:
+    server = SpireServer(
+        plan.spire_dir / "server",
+        port=plan.spire_port,
+        sync_interval="1s",
+        health_port=plan.spire_health_port,
+    )
+    assert server.socket_path == plan.spire_socket, (server.socket_path, plan.spire_socket)
+    return server
 
 
 def _http_check(port: int, path: str) -> Callable[[], bool]:
@@ -209,7 +238,7 @@ async def _whoami(plan: SuitePlan, inst: Instance) -> tuple[str, str, str]:
 
 
 def status(plan: SuitePlan) -> list[ComponentStatus]:
-    server = SpireServer(plan.spire_dir / "server", port=plan.spire_port, sync_interval="1s")
+    server = _spire_server(plan)
     rows = [
         ComponentStatus(
             "spire-server",
@@ -227,7 +256,7 @@ def status(plan: SuitePlan) -> list[ComponentStatus]:
                 "spire-agent",
                 f"unix://{agent.socket_path}",
                 agent.healthy(),
-                server.agent_alias(workload),
+                server.agent_alias(plan.agent_alias_name(workload)),
             )
         )
     instances = plan.instances()
