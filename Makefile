@@ -12,7 +12,7 @@ DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(PY) -m pytest
 
 .PHONY: help deps tools proto proto-check up down status test test-unit test-simulation test-fuzz fuzz \
-        test-integration test-system test-policy lint bench bench-consensus bench-sync clean
+        test-integration test-system test-policy lint bench bench-consensus bench-sync bench-identity clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -81,7 +81,7 @@ lint: deps tools ## ruff, mypy --strict, import-linter, buf lint, opa check
 	@$(TOOLS_BIN)/opa fmt --fail -l services/x0tta6bl4/platform/rego
 	@echo "lint clean"
 
-bench: bench-consensus bench-sync ## all benchmarks, side by side with their peers
+bench: bench-consensus bench-sync bench-identity ## all benchmarks, side by side with their peers
 
 bench-consensus: deps tools ## consensus vs etcd and PySyncObj (bench-results/consensus.json)
 	@test -f tests/bench/consensus.py || { echo "bench-consensus: not built yet (issue 3)"; exit 1; }
@@ -90,6 +90,10 @@ bench-consensus: deps tools ## consensus vs etcd and PySyncObj (bench-results/co
 bench-sync: deps ## sync vs pycrdt (bench-results/sync.json)
 	@test -f tests/bench/sync.py || { echo "bench-sync: not built yet (issue 4)"; exit 1; }
 	@$(PY) tests/bench/sync.py $(ARGS)
+
+bench-identity: deps tools ## identity: validation vs bare cryptography chain check; reconcile vs spire-server bulk create
+	@$(PY) tests/bench/identity_validation.py $(ARGS)
+	@$(PY) tests/bench/identity_reconcile.py $(ARGS)
 
 clean: ## remove local state (stops the suite first)
 	@-$(VENV)/bin/x0 down 2>/dev/null
