@@ -59,6 +59,33 @@ async def kv(cluster: ConsensusCluster, mesh: Mesh) -> AsyncIterator[ConsensusCl
             await client.close()
 
 
+async def test_a_large_prefix_is_read_in_pages_at_one_revision(kv: ConsensusClient) -> None:
+    """Values of 20 KiB: 300 keys are 6 MiB, more than one gRPC message may carry."""
+    prefix = b"/x0/ops/pages/"
+    value = b"v" * 20_000
+    gate = asyncio.Semaphore(32)
+
+    async def put(i: int) -> None:
+        async with gate:
+            await kv.put(prefix + b"%04d" % i, value)
+
+    await asyncio.gather(*(put(i) for i in range(300)))
+    seen: list[bytes] = []
+    async for page in kv.range_pages(prefix, page_size=64):
+        if not seen:  # after the first page: neither the new key nor the change shows
+            await kv.put(prefix + b"0000", b"changed")
+            await kv.put(prefix + b"9999", b"new")
+        seen += [x.key for x in page.kvs]
+        assert all(x.value == value for x in page.kvs)
+    assert seen == [prefix + b"%04d" % i for i in range(300)]
+    middle = await kv.range(prefix, limit=2, start_key=prefix + b"0150")
+    assert [x.key for x in middle.kvs] == [prefix + b"0150", prefix + b"0151"]
+    assert middle.more and middle.count == 151  # 0150..0299 and 9999
+    with pytest.raises(InvalidArgument, match="start_key"):
+        await kv.range(prefix, start_key=b"k" * 100_000)
+    await kv.delete(prefix, prefix=True)
+
+
 async def test_typed_reads_and_writes(kv: ConsensusClient) -> None:
     put = await kv.put(b"/x0/ops/t/a", b"1")
     again = await kv.put(b"/x0/ops/t/a", b"2", prev_kv=True)

@@ -123,16 +123,41 @@ class ConsensusClient:
         return kv_of(pb.kv) if pb.found else None
 
     async def range(
-        self, prefix: bytes, *, limit: int = 0, revision: int = 0, serializable: bool = False
+        self,
+        prefix: bytes,
+        *,
+        limit: int = 0,
+        revision: int = 0,
+        serializable: bool = False,
+        start_key: bytes = b"",
     ) -> RangeResult:
-        """Keys starting with ``prefix`` in key order (at most ``limit``; 0 = all)."""
+        """Keys starting with ``prefix`` in key order (at most ``limit``; 0 = all), from
+        ``start_key`` on."""
         pb = await self._call(
             "Range",
             kv_pb2.RangeRequest(
-                prefix=prefix, limit=limit, revision=revision, serializable=serializable
+                prefix=prefix,
+                limit=limit,
+                revision=revision,
+                serializable=serializable,
+                start_key=start_key,
             ),
         )
         return range_result(pb)
+
+    async def range_pages(
+        self, prefix: bytes, *, page_size: int = 500, revision: int = 0
+    ) -> AsyncIterator[RangeResult]:
+        """Every key under ``prefix`` a page at a time, all read at one revision (the first
+        page's, unless given): a prefix of any size without one huge response."""
+        start = b""
+        while True:
+            page = await self.range(prefix, limit=page_size, revision=revision, start_key=start)
+            revision = revision or page.revision
+            yield page
+            if not page.more or not page.kvs:
+                return
+            start = page.kvs[-1].key + b"\x00"
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -234,9 +234,13 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
                 context.set_trailing_metadata(self._rt.leader_metadata())
                 raise
 
-    def _range(self, key: bytes, prefix: bool, revision: int, limit: int, rpc: str) -> RangeResult:
+    def _range(
+        self, key: bytes, prefix: bool, revision: int, limit: int, rpc: str, start: bytes = b""
+    ) -> RangeResult:
         try:
-            return self._rt.kv.range(key, prefix=prefix, revision=revision, limit=limit)
+            return self._rt.kv.range(
+                key, prefix=prefix, revision=revision, limit=limit, start=start
+            )
         except KvError as err:
             _raise_error(err, rpc)
             raise AssertionError("unreachable") from None
@@ -275,8 +279,14 @@ class KvServicer(kv_pb2_grpc.KVServiceServicer):
         revision = non_negative("revision", request.revision)
         limit = non_negative("limit", request.limit)
         self._validate(cmd.Range(request.prefix, True, revision, limit), "Range")
+        if len(request.start_key) > self._rt.kv.limits.max_key_bytes:
+            raise InvalidArgument(
+                "start_key",
+                f"is {len(request.start_key)} bytes; keys are at most "
+                f"{self._rt.kv.limits.max_key_bytes}",
+            )
         await self._read_barrier(request.serializable, context, request.max_staleness_ms)
-        result = self._range(request.prefix, True, revision, limit, "Range")
+        result = self._range(request.prefix, True, revision, limit, "Range", request.start_key)
         return kv_pb2.RangeResponse(
             header=self._header(result.revision),
             kvs=[kv_to_pb(kv) for kv in result.kvs],

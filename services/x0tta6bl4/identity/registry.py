@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from x0tta6bl4.clients import keys
@@ -42,6 +42,7 @@ from x0tta6bl4.platform.errors import FailedPrecondition, InvalidArgument, NotFo
 WORKLOADS = keys.prefix("identity", "workloads")
 REVOCATIONS = keys.prefix("identity", "revocations")
 MAX_RACES = 8
+READ_PAGE = 1000  # keys per Range when reading every workload
 
 
 def _name(spiffe_id: str) -> str:
@@ -58,6 +59,17 @@ def revocation_key(spiffe_id: str) -> bytes:
 
 def _record(kv: KeyValue) -> WorkloadRecord:
     return decode_record(kv.value, kv.mod_revision, kv.create_revision)
+
+
+def _records(kvs: Sequence[KeyValue]) -> list[WorkloadRecord]:
+    """The workload records among ``kvs``; values that are not one are left out."""
+    out = []
+    for kv in kvs:
+        try:
+            out.append(_record(kv))
+        except ValueError:
+            continue
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,31 +147,31 @@ class Registry:
         raise Unavailable(f"workload {spiffe_id}: {MAX_RACES} concurrent changes won")
 
     async def all(self, *, revision: int = 0) -> tuple[list[WorkloadRecord], int]:
-        """Every workload (SPIFFE ID order) at ``revision`` (0 = now), and that revision.
-        A value that is not a workload record (written behind the service's back) is left out."""
-        result = await self._kv.range(WORKLOADS, revision=revision)
-        records = []
-        for kv in result.kvs:
-            try:
-                records.append(_record(kv))
-            except ValueError:
-                continue
+        """Every workload (SPIFFE ID order) at ``revision`` (0 = now), and that revision, read
+        in pages (any number of workloads, no response over gRPC's message limit). A value
+        that is not a workload record (written behind the service's back) is left out."""
+        records: list[WorkloadRecord] = []
+        at = revision
+        async for page in self._kv.range_pages(WORKLOADS, page_size=READ_PAGE, revision=revision):
+            at = at or page.revision
+            records += _records(page.kvs)
         records.sort(key=lambda r: r.workload.spiffe_id)
-        return records, result.revision
+        return records, at
 
     async def page(self, *, prefix: str, size: int, token: str) -> Page:
-        """One page of workloads whose ID starts with ``prefix``, all at one revision."""
+        """One page of workloads whose ID starts with ``prefix`` (in key order), every page of
+        a listing read at the first page's revision; reads only that page from the store."""
         revision, after = _parse_token(token)
-        records, at = await self.all(revision=revision)
-        chosen = [
-            r
-            for r in records
-            if r.workload.spiffe_id.startswith(prefix) and r.workload.spiffe_id > after
-        ]
-        page = chosen[:size]
-        more = len(chosen) > size
-        next_token = _token(at, page[-1].workload.spiffe_id) if more and page else ""
-        return Page(tuple(page), next_token, at)
+        start = workload_key(after) + b"\x00" if after else b""
+        result = await self._kv.range(
+            workload_key(prefix), limit=size, revision=revision, start_key=start
+        )
+        at = revision or result.revision
+        last = (
+            result.kvs[-1].key[len(WORKLOADS) :].decode().replace("%2F", "/") if result.kvs else ""
+        )
+        next_token = _token(at, last) if result.more and last else ""
+        return Page(tuple(_records(result.kvs)), next_token, at)
 
     async def watch(self, start_revision: int = 0) -> AsyncIterator[Change]:
         async for event in self._kv.watch(WORKLOADS, prefix=True, start_revision=start_revision):

@@ -118,12 +118,19 @@ class KvStateMachine:
         return self._mvcc.compact_revision
 
     def range(
-        self, key: bytes, *, prefix: bool = False, revision: int = 0, limit: int = 0
+        self,
+        key: bytes,
+        *,
+        prefix: bool = False,
+        revision: int = 0,
+        limit: int = 0,
+        start: bytes = b"",
     ) -> RangeResult:
-        """Read a key or prefix at ``revision`` (0 = current); raises :class:`KvError`."""
+        """Read a key or prefix at ``revision`` (0 = current), only keys at or after
+        ``start``; raises :class:`KvError`."""
         op = Range(key, prefix, revision, limit)
         validate_command(op, self.limits)
-        return self._range(op, "range")
+        return self._range(op, "range", start)
 
     def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
         """The version of ``key`` at ``revision`` (0 = current), or None."""
@@ -275,9 +282,9 @@ class KvStateMachine:
     def _pending_revision(self) -> int:
         return self._mvcc.revision + 1
 
-    def _range(self, op: Range, field: str) -> RangeResult:
+    def _range(self, op: Range, field: str, start: bytes = b"") -> RangeResult:
         kvs, count, more = self._mvcc.range(
-            op.key, op.prefix, op.revision, op.limit, f"{field}.revision"
+            op.key, op.prefix, op.revision, op.limit, f"{field}.revision", start
         )
         return RangeResult(self.revision, kvs, count, more)
 

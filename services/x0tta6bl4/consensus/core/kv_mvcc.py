@@ -111,13 +111,13 @@ class MvccIndex:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _keys_in(self, key: bytes, prefix: bool) -> Iterator[bytes]:
+    def _keys_in(self, key: bytes, prefix: bool, start: bytes = b"") -> Iterator[bytes]:
         if not prefix:
-            if key in self._history:
+            if key in self._history and key >= start:
                 yield key
             return
         keys = self._keys
-        for i in range(bisect.bisect_left(keys, key), len(keys)):
+        for i in range(bisect.bisect_left(keys, max(key, start)), len(keys)):
             k = keys[i]
             if not k.startswith(key):
                 return
@@ -148,9 +148,16 @@ class MvccIndex:
         return history[i - 1].kv if i else None
 
     def range(
-        self, key: bytes, prefix: bool, revision: int, limit: int, field: str = "range.revision"
+        self,
+        key: bytes,
+        prefix: bool,
+        revision: int,
+        limit: int,
+        field: str = "range.revision",
+        start: bytes = b"",
     ) -> tuple[tuple[KeyValue, ...], int, bool]:
-        """(kvs up to ``limit`` (0 = all), total count, more) at ``revision`` (0 = live view)."""
+        """(kvs up to ``limit`` (0 = all), total count, more) at ``revision`` (0 = live view),
+        of the keys at or after ``start``."""
         lookup: Callable[[bytes], KeyValue | None]
         if revision == 0:
             lookup = self._live.get
@@ -162,7 +169,7 @@ class MvccIndex:
 
         found: list[KeyValue] = []
         count = 0
-        for k in self._keys_in(key, prefix):
+        for k in self._keys_in(key, prefix, start):
             kv = lookup(k)
             if kv is not None:
                 count += 1

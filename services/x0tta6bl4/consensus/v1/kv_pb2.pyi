@@ -241,6 +241,7 @@ class RangeRequest(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     SERIALIZABLE_FIELD_NUMBER: _builtins.int
     MAX_STALENESS_MS_FIELD_NUMBER: _builtins.int
+    START_KEY_FIELD_NUMBER: _builtins.int
     prefix: _builtins.bytes
     """Key prefix; empty means every key."""
     limit: _builtins.int
@@ -250,6 +251,11 @@ class RangeRequest(_message.Message):
     serializable: _builtins.bool
     max_staleness_ms: _builtins.int
     """Bounded staleness, as in GetRequest."""
+    start_key: _builtins.bytes
+    """Only keys at or after this one (within the prefix): to read a large prefix in pages, pass
+    the last key of a page followed by a zero byte, with the first page's header revision.
+    `count` and `more` then refer to the keys from here on.
+    """
     def __init__(
         self,
         *,
@@ -258,10 +264,11 @@ class RangeRequest(_message.Message):
         revision: _builtins.int = ...,
         serializable: _builtins.bool = ...,
         max_staleness_ms: _builtins.int = ...,
+        start_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_staleness_ms", b"max_staleness_ms", "prefix", b"prefix", "revision", b"revision", "serializable", b"serializable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_staleness_ms", b"max_staleness_ms", "prefix", b"prefix", "revision", b"revision", "serializable", b"serializable", "start_key", b"start_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -134,8 +134,8 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkloads(self, request, context):
-        """ListWorkloads returns workloads in SPIFFE ID order, a page at a time, all read at one
-        revision of the store (pass next_page_token back to continue at that revision).
+        """ListWorkloads returns workloads in key order (SPIFFE ID order, "/" sorting as "%2F"), a
+        page at a time, all read at one revision of the store (pass next_page_token back to continue at that revision).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

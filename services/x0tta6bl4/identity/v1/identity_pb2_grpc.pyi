@@ -53,8 +53,8 @@ class IdentityServiceStub:
     GetWorkload: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetWorkloadRequest, _identity_pb2.GetWorkloadResponse]
     """GetWorkload returns one workload; NOT_FOUND if there is none."""
     ListWorkloads: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListWorkloadsRequest, _identity_pb2.ListWorkloadsResponse]
-    """ListWorkloads returns workloads in SPIFFE ID order, a page at a time, all read at one
-    revision of the store (pass next_page_token back to continue at that revision).
+    """ListWorkloads returns workloads in key order (SPIFFE ID order, "/" sorting as "%2F"), a
+    page at a time, all read at one revision of the store (pass next_page_token back to continue at that revision).
     """
     Reconcile: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ReconcileRequest, _identity_pb2.ReconcileResponse]
     """Reconcile runs a reconcile pass now (on the replica that holds the reconciler lease;
@@ -104,8 +104,8 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     GetWorkload: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetWorkloadRequest, _identity_pb2.GetWorkloadResponse]  # type: ignore[assignment]
     """GetWorkload returns one workload; NOT_FOUND if there is none."""
     ListWorkloads: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListWorkloadsRequest, _identity_pb2.ListWorkloadsResponse]  # type: ignore[assignment]
-    """ListWorkloads returns workloads in SPIFFE ID order, a page at a time, all read at one
-    revision of the store (pass next_page_token back to continue at that revision).
+    """ListWorkloads returns workloads in key order (SPIFFE ID order, "/" sorting as "%2F"), a
+    page at a time, all read at one revision of the store (pass next_page_token back to continue at that revision).
     """
     Reconcile: _aio.UnaryUnaryMultiCallable[_identity_pb2.ReconcileRequest, _identity_pb2.ReconcileResponse]  # type: ignore[assignment]
     """Reconcile runs a reconcile pass now (on the replica that holds the reconciler lease;
@@ -176,8 +176,8 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.ListWorkloadsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ListWorkloadsResponse, _abc.Awaitable[_identity_pb2.ListWorkloadsResponse]]:
-        """ListWorkloads returns workloads in SPIFFE ID order, a page at a time, all read at one
-        revision of the store (pass next_page_token back to continue at that revision).
+        """ListWorkloads returns workloads in key order (SPIFFE ID order, "/" sorting as "%2F"), a
+        page at a time, all read at one revision of the store (pass next_page_token back to continue at that revision).
         """
 
     @_abc_1.abstractmethod
