@@ -320,6 +320,66 @@ async def test_server_health_and_readiness_follow_the_spire_server(suite: Suite)
     assert "x0tta6bl4_spire_server_up 1.0" in suite.identity.metrics()
 
 
+async def test_watch_streams_every_change_from_a_revision_and_list_pages(suite: Suite) -> None:
+    td = suite.mesh.trust_domain
+    parent = suite.mesh.server.agent_alias("watch-node")
+    ids = [f"spiffe://{td}/ns/watch/sa/w{i}" for i in range(5)]
+    async with identity_client(suite.operator, suite.identity) as identity:
+        first = await identity.apply(
+            pb.Workload(
+                spiffe_id=ids[0],
+                parent_id=parent,
+                selectors=[pb.Selector(type="unix", value="uid:7")],
+                x509_svid_ttl_seconds=600,
+            )
+        )
+        for s in ids[1:]:
+            await identity.apply(
+                pb.Workload(
+                    spiffe_id=s,
+                    parent_id=parent,
+                    selectors=[pb.Selector(type="unix", value="uid:7")],
+                    x509_svid_ttl_seconds=600,
+                )
+            )
+        await identity.delete(ids[0])
+        seen: list[tuple[int, str]] = []
+
+        async def collect() -> None:
+            async for change in identity.watch(start_revision=first.record.revision):
+                seen.append((change.type, change.record.workload.spiffe_id))
+                if len(seen) == 6:
+                    return
+
+        await asyncio.wait_for(collect(), 30)
+        applied, deleted = pb.CHANGE_TYPE_APPLIED, pb.CHANGE_TYPE_DELETED
+        assert seen == [(applied, s) for s in ids] + [(deleted, ids[0])]
+        listed = await identity.workloads(prefix=f"spiffe://{td}/ns/watch/", page_size=2)
+        assert [r.workload.spiffe_id for r in listed] == ids[1:]
+        for s in ids[1:]:
+            await identity.delete(s)
+
+
+async def test_validate_certificate_accepts_a_real_svid_and_names_a_wrong_id(
+    suite: Suite, tmp_path: Path
+) -> None:
+    svid = _fetch_svid(suite.operator, tmp_path)
+    assert svid is not None
+    chain = (tmp_path / "svid.0.pem").read_bytes()
+    async with identity_client(suite.operator, suite.identity) as identity:
+        ok = await identity.validate(chain, expected_spiffe_id=suite.operator.spiffe_id)
+        assert ok.valid and ok.spiffe_id == suite.operator.spiffe_id and ok.policy == "default"
+        assert {c.name for c in ok.checks if c.result == pb.CHECK_RESULT_PASS} >= {"chain"}
+        wrong = await identity.validate(
+            chain, expected_spiffe_id=f"spiffe://{suite.mesh.trust_domain}/ns/local/sa/other"
+        )
+        assert not wrong.valid
+        failed = [c for c in wrong.checks if c.result == pb.CHECK_RESULT_FAIL]
+        assert [c.name for c in failed] == ["profile.expected_spiffe_id"], failed
+        garbage = await identity.validate(b"-----BEGIN CERTIFICATE-----\nnot base64\n")
+        assert not garbage.valid and garbage.checks[0].reason
+
+
 async def test_a_stopped_spire_server_is_reported_within_an_interval_and_recovers(
     suite: Suite,
 ) -> None:
