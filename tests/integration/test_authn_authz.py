@@ -21,9 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def identity(mesh: Mesh) -> ServiceProcess:
+def healer(mesh: Mesh) -> ServiceProcess:
     # No decision cache, so a stopped sidecar is noticed on the very next call.
-    return mesh.service("identity", env={"X0_AUTHZ_CACHE_TTL_S": "0"})
+    return mesh.service("healer", env={"X0_AUTHZ_CACHE_TTL_S": "0"})
 
 
 async def _whoami_with(
@@ -75,39 +75,39 @@ def _foreign_ca_svid(spiffe_id: str) -> tuple[bytes, bytes]:
     return pem, key_pem
 
 
-async def test_allowed_caller_sees_both_identities(mesh: Mesh, identity: ServiceProcess) -> None:
+async def test_allowed_caller_sees_both_identities(mesh: Mesh, healer: ServiceProcess) -> None:
     operator = mesh.workload("operator")
-    async with svid_source(operator) as svids, client(svids, identity) as c:
+    async with svid_source(operator) as svids, client(svids, healer) as c:
         response = await whoami(c)
     assert response.caller_spiffe_id == "spiffe://x0tta6bl4.mesh/ns/local/sa/operator"
-    assert response.server_spiffe_id == "spiffe://x0tta6bl4.mesh/ns/local/sa/identity"
-    assert response.service == "identity"
+    assert response.server_spiffe_id == "spiffe://x0tta6bl4.mesh/ns/local/sa/healer"
+    assert response.service == "healer"
     assert response.server_svid_expires_at.ToDatetime(tzinfo=dt.UTC) > dt.datetime.now(dt.UTC)
 
 
 async def test_caller_without_certificate_fails_the_handshake(
-    mesh: Mesh, identity: ServiceProcess
+    mesh: Mesh, healer: ServiceProcess
 ) -> None:
     creds = grpc.ssl_channel_credentials(root_certificates=mesh.bundle_pem.encode())
     with pytest.raises(aio.AioRpcError) as failure:
-        await _whoami_with(creds, identity)
+        await _whoami_with(creds, healer)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_certificate_from_another_ca_fails_the_handshake(
-    mesh: Mesh, identity: ServiceProcess
+    mesh: Mesh, healer: ServiceProcess
 ) -> None:
     chain, key = _foreign_ca_svid("spiffe://x0tta6bl4.mesh/ns/local/sa/operator")
     creds = grpc.ssl_channel_credentials(
         root_certificates=mesh.bundle_pem.encode(), private_key=key, certificate_chain=chain
     )
     with pytest.raises(aio.AioRpcError) as failure:
-        await _whoami_with(creds, identity)
+        await _whoami_with(creds, healer)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_svid_of_another_trust_domain_fails_the_handshake(
-    tmp_path: Path, mesh: Mesh, identity: ServiceProcess
+    tmp_path: Path, mesh: Mesh, healer: ServiceProcess
 ) -> None:
     other = Mesh(tmp_path / "other", trust_domain="other.mesh")
     try:
@@ -121,22 +121,22 @@ async def test_svid_of_another_trust_domain_fails_the_handshake(
                 certificate_chain=material.cert_chain_pem,
             )
             with pytest.raises(aio.AioRpcError) as failure:
-                await _whoami_with(creds, identity)  # ...but our server does not trust it
+                await _whoami_with(creds, healer)  # ...but our server does not trust it
     finally:
         other.close()
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_valid_svid_that_policy_does_not_allow_is_denied(
-    mesh: Mesh, identity: ServiceProcess
+    mesh: Mesh, healer: ServiceProcess
 ) -> None:
     intruder = mesh.workload("intruder")
-    async with svid_source(intruder) as svids, client(svids, identity, caller="intruder") as c:
+    async with svid_source(intruder) as svids, client(svids, healer, caller="intruder") as c:
         with pytest.raises(aio.AioRpcError) as failure:
             await whoami(c)
     assert failure.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "spiffe://x0tta6bl4.mesh/ns/local/sa/intruder" in (failure.value.details() or "")
-    assert 'result="deny"' in identity.metrics()
+    assert 'result="deny"' in healer.metrics()
 
 
 async def test_calls_are_denied_while_the_opa_sidecar_is_down(mesh: Mesh) -> None:

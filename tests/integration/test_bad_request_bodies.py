@@ -29,8 +29,8 @@ BAD_BODIES = [
 
 
 @pytest.fixture(scope="module")
-def identity(mesh: Mesh) -> ServiceProcess:
-    return mesh.service("identity")
+def healer(mesh: Mesh) -> ServiceProcess:
+    return mesh.service("healer")
 
 
 async def _raw(c: MeshClient, method: str, body: bytes) -> bytes:
@@ -58,11 +58,11 @@ def _log(target: ServiceProcess) -> str:
 
 @pytest.mark.parametrize(("method", "body", "message_type"), BAD_BODIES)
 async def test_a_body_that_does_not_parse_is_invalid_argument_naming_the_type(
-    mesh: Mesh, identity: ServiceProcess, method: str, body: bytes, message_type: str
+    mesh: Mesh, healer: ServiceProcess, method: str, body: bytes, message_type: str
 ) -> None:
-    before = _requests(identity, method, "INVALID_ARGUMENT")
-    lines_before = _log(identity).count("rpc_bad_body")
-    async with svid_source(mesh.workload("operator")) as svids, client(svids, identity) as c:
+    before = _requests(healer, method, "INVALID_ARGUMENT")
+    lines_before = _log(healer).count("rpc_bad_body")
+    async with svid_source(mesh.workload("operator")) as svids, client(svids, healer) as c:
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await _raw(c, method, body)
         # the service still answers a valid call afterwards
@@ -71,29 +71,29 @@ async def test_a_body_that_does_not_parse_is_invalid_argument_naming_the_type(
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = failure.value.details() or ""
     assert details.startswith(f"request body is not a valid {message_type}: "), details
-    assert _requests(identity, method, "INVALID_ARGUMENT") == before + 1
-    log = _log(identity)
+    assert _requests(healer, method, "INVALID_ARGUMENT") == before + 1
+    log = _log(healer)
     assert log.count("rpc_bad_body") == lines_before + 1
     assert "Traceback" not in log
     assert "DecodeError" not in log.replace("Error parsing message", "")
 
 
 async def test_authorisation_is_decided_before_the_body_is_parsed(
-    mesh: Mesh, identity: ServiceProcess
+    mesh: Mesh, healer: ServiceProcess
 ) -> None:
-    before = _requests(identity, WHOAMI, "PERMISSION_DENIED")
+    before = _requests(healer, WHOAMI, "PERMISSION_DENIED")
     async with (
         svid_source(mesh.workload("intruder")) as svids,
-        client(svids, identity, caller="intruder") as c,
+        client(svids, healer, caller="intruder") as c,
     ):
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await _raw(c, WHOAMI, b"\x01")
     assert failure.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "intruder may not call" in (failure.value.details() or "")
-    assert _requests(identity, WHOAMI, "PERMISSION_DENIED") == before + 1
+    assert _requests(healer, WHOAMI, "PERMISSION_DENIED") == before + 1
 
 
-async def test_a_valid_body_still_parses(mesh: Mesh, identity: ServiceProcess) -> None:
-    async with svid_source(mesh.workload("operator")) as svids, client(svids, identity) as c:
+async def test_a_valid_body_still_parses(mesh: Mesh, healer: ServiceProcess) -> None:
+    async with svid_source(mesh.workload("operator")) as svids, client(svids, healer) as c:
         raw = await _raw(c, PING, diagnostics_pb2.PingRequest(payload=b"abc").SerializeToString())
     assert diagnostics_pb2.PingResponse.FromString(raw).payload == b"abc"

@@ -30,41 +30,41 @@ def _rotations(service: ServiceProcess) -> float:
 
 
 async def test_two_processes_call_each_other_across_rotations_without_a_failure(mesh: Mesh) -> None:
-    identity_wl = mesh.workload("identity", svid_ttl_s=SVID_TTL_S)
-    policy_wl = mesh.workload("policy", svid_ttl_s=SVID_TTL_S)
+    healer_wl = mesh.workload("healer", svid_ttl_s=SVID_TTL_S)
+    ops_wl = mesh.workload("ops", svid_ttl_s=SVID_TTL_S)
     operator_wl = mesh.workload("operator", svid_ttl_s=SVID_TTL_S)
     # Each service probes the other with WhoAmI every 50 ms; connections are re-handshaken
     # every 3 s, so rotated credentials are really presented and checked.
     common = {"X0_DEPENDENCY_PROBE_INTERVAL_S": "0.05", "X0_MAX_CONNECTION_AGE_S": "3"}
-    identity_port, policy_port = free_port(), free_port()
-    policy = mesh.service(
-        "policy",
-        workload=policy_wl,
-        grpc_port=policy_port,
+    healer_port, ops_port = free_port(), free_port()
+    ops = mesh.service(
+        "ops",
+        workload=ops_wl,
+        grpc_port=ops_port,
         wait_ready=False,
-        env={**common, "X0_DEPENDENCIES": f"identity=127.0.0.1:{identity_port}"},
+        env={**common, "X0_DEPENDENCIES": f"healer=127.0.0.1:{healer_port}"},
     )
-    identity = mesh.service(
-        "identity",
-        workload=identity_wl,
-        grpc_port=identity_port,
-        env={**common, "X0_DEPENDENCIES": f"policy={policy.grpc_addr}"},
+    healer = mesh.service(
+        "healer",
+        workload=healer_wl,
+        grpc_port=healer_port,
+        env={**common, "X0_DEPENDENCIES": f"ops={ops.grpc_addr}"},
     )
-    wait_until(policy.ready, timeout_s=30, what="policy ready (its probe of identity answers)")
+    wait_until(ops.ready, timeout_s=30, what="ops ready (its probe of healer answers)")
     # Probes that ran before the peer was listening failed; count only what happens from now on.
-    before = {s.service: _probe_failures(s) for s in (identity, policy)}
+    before = {s.service: _probe_failures(s) for s in (healer, ops)}
 
-    serials: dict[str, set[str]] = {"identity": set(), "policy": set()}
+    serials: dict[str, set[str]] = {"healer": set(), "ops": set()}
     client_serials: set[int] = set()
     calls = failures = 0
     deadline = time.monotonic() + SVID_TTL_S * (ROTATIONS + 2)
     async with (
         svid_source(operator_wl) as svids,
-        client(svids, identity) as to_identity,
-        client(svids, policy) as to_policy,
+        client(svids, healer) as to_healer,
+        client(svids, ops) as to_ops,
     ):
         while time.monotonic() < deadline:
-            for name, target in (("identity", to_identity), ("policy", to_policy)):
+            for name, target in (("healer", to_healer), ("ops", to_ops)):
                 calls += 1
                 try:
                     serials[name].add((await whoami(target)).server_svid_serial)
@@ -83,7 +83,7 @@ async def test_two_processes_call_each_other_across_rotations_without_a_failure(
     for name, seen in serials.items():
         assert len(seen) > ROTATIONS, f"{name} presented {len(seen)} certificates: {seen}"
     assert len(client_serials) > ROTATIONS
-    for service, peer in ((identity, "policy"), (policy, "identity")):
+    for service, peer in ((healer, "ops"), (ops, "healer")):
         probes = service.metrics()
         ok = metric(probes, "x0tta6bl4_dependency_probes_total", 0.0, dependency=peer, code="OK")
         failed = _probe_failures(service) - before[service.service]

@@ -45,8 +45,23 @@ MAX_RACES = 8
 READ_PAGE = 1000  # keys per Range when reading every workload
 
 
+MAX_NAME_BYTES = 1024  # of an ID in a key ('/' counted as 3): well under the store's key limit
+
+
 def _name(spiffe_id: str) -> str:
     return spiffe_id.replace("/", "%2F")
+
+
+def check_storable(field: str, spiffe_id: str) -> str:
+    """``spiffe_id`` if it fits in a key of the store; InvalidArgument naming ``field``."""
+    size = len(_name(spiffe_id).encode())
+    if size > MAX_NAME_BYTES:
+        raise InvalidArgument(
+            field,
+            f"is too long to store: {size} bytes with each '/' counted as 3, at most "
+            f"{MAX_NAME_BYTES}",
+        )
+    return spiffe_id
 
 
 def workload_key(spiffe_id: str) -> bytes:

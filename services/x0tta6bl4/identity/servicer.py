@@ -13,7 +13,7 @@ from x0tta6bl4.identity.core.revocations import Revocation
 from x0tta6bl4.identity.core.spiffe_id import parse_spiffe_id
 from x0tta6bl4.identity.core.workloads import FieldError, check_workload
 from x0tta6bl4.identity.reconciler import Reconciler
-from x0tta6bl4.identity.registry import Registry
+from x0tta6bl4.identity.registry import Registry, check_storable
 from x0tta6bl4.identity.v1 import identity_pb2 as pb
 from x0tta6bl4.identity.v1 import identity_pb2_grpc
 from x0tta6bl4.platform.errors import InvalidArgument, NotFound, Unavailable
@@ -37,7 +37,7 @@ def _spiffe_id(field: str, value: str, *, require_path: bool = True) -> str:
         parse_spiffe_id(value, require_path=require_path)
     except ValueError as err:
         raise InvalidArgument(field, str(err)) from None
-    return value
+    return check_storable(field, value)
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
@@ -68,6 +68,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             workload = check_workload(convert.workload_of(request.workload), self._td)
         except FieldError as err:
             raise InvalidArgument(err.field, err.problem) from None
+        check_storable("workload.spiffe_id", workload.spiffe_id)
         record, changed = await self._registry.apply(
             workload, expected_revision=expected, author=current_caller()
         )
@@ -97,8 +98,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: pb.ListWorkloadsRequest, context: Any
     ) -> pb.ListWorkloadsResponse:
         size = int_in("page_size", request.page_size, 0, MAX_PAGE) or DEFAULT_PAGE
-        if len(request.spiffe_id_prefix) > 2048:
-            raise InvalidArgument("spiffe_id_prefix", "is longer than 2048 bytes")
+        check_storable("spiffe_id_prefix", request.spiffe_id_prefix)
         page = await self._registry.page(
             prefix=request.spiffe_id_prefix, size=size, token=request.page_token
         )
