@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -164,39 +165,28 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     json_flag.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="output as JSON"
     )
-    json_flag.add_argument(
-        "--state-dir", default=argparse.SUPPRESS, help="suite state directory"
-    )
+    json_flag.add_argument("--state-dir", default=argparse.SUPPRESS, help="suite state directory")
     subparsers = top.add_subparsers(dest="identity_command", required=True)
-
-    class _Ops:
-        @staticmethod
-        def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
-            parser: argparse.ArgumentParser = subparsers.add_parser(
-                name, parents=[json_flag], **kw
-            )
-            return parser
-
-    ops = _Ops()
-    apply = ops.add_parser("apply", help="create or replace a workload from a YAML file")
+    add = functools.partial(subparsers.add_parser, parents=[json_flag])
+    apply = add("apply", help="create or replace a workload from a YAML file")
     apply.add_argument("-f", "--file", required=True)
-    listing = ops.add_parser("list", help="every workload")
+    listing = add("list", help="every workload")
     listing.add_argument("--prefix", default="", help="only SPIFFE IDs starting with this")
     for name, text in (("get", "one workload"), ("delete", "remove a workload")):
-        ops.add_parser(name, help=text).add_argument("spiffe_id")
-    ops.add_parser("reconcile", help="run a reconcile pass now and show what it changed")
-    ops.add_parser("health", help="the SPIRE server's health (exit 4 if it is not up)")
-    validate = ops.add_parser("validate", help="validate a certificate chain (exit 5 if not)")
+        add(name, help=text).add_argument("spiffe_id")
+    add("reconcile", help="run a reconcile pass now and show what it changed")
+    add("health", help="the SPIRE server's health (exit 4 if it is not up)")
+    validate = add("validate", help="validate a certificate chain (exit 5 if not)")
     validate.add_argument("cert", help="PEM or DER file, leaf first")
     validate.add_argument("--spiffe-id", default="")
     validate.add_argument("--trust-domain", default="")
     validate.add_argument("--policy", default="")
-    revoke = ops.add_parser("revoke", help="ban a SPIFFE ID")
+    revoke = add("revoke", help="ban a SPIFFE ID")
     revoke.add_argument("spiffe_id")
     revoke.add_argument("--reason", required=True)
     revoke.add_argument(
         "--for", dest="for_s", type=float, default=0, help="seconds (0: until lifted)"
     )
-    ops.add_parser("lift", help="end a ban").add_argument("spiffe_id")
-    ops.add_parser("revocations", help="the bans in force")
+    add("lift", help="end a ban").add_argument("spiffe_id")
+    add("revocations", help="the bans in force")
     return top

@@ -19,14 +19,13 @@ import pytest
 from cryptography import x509
 from grpc import aio
 
-from tests.support.identity import identity_client, identity_service
+from tests.support.identity import identity_client, identity_suite
 from tests.support.mesh import (
     ConsensusCluster,
     Mesh,
     ServiceProcess,
     Workload,
     client,
-    consensus_cluster,
     svid_source,
     whoami,
 )
@@ -49,12 +48,8 @@ class Suite:
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    mesh = Mesh(tmp_path_factory.mktemp("identity-mesh"))
-    try:
-        cluster = consensus_cluster(mesh, tmp_path_factory.mktemp("raft"))
-        yield Suite(mesh, cluster, identity_service(mesh, cluster), mesh.workload("operator"))
-    finally:
-        mesh.close()
+    with identity_suite(tmp_path_factory.mktemp("identity")) as s:
+        yield Suite(s.mesh, s.cluster, s.identity, s.mesh.workload("operator"))
 
 
 def _workload(w: Workload) -> pb.Workload:

@@ -4,9 +4,18 @@ consensus cluster, with an OPA sidecar that loads identity's own revocation bund
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
-from tests.support.mesh import ConsensusCluster, Mesh, ServiceProcess, Workload, svid_source
+from tests.support.mesh import (
+    ConsensusCluster,
+    Mesh,
+    ServiceProcess,
+    Workload,
+    consensus_cluster,
+    svid_source,
+)
 from x0tta6bl4.clients.identity import IdentityClient
 from x0tta6bl4.devstack.procs import free_port
 
@@ -59,3 +68,23 @@ async def identity_client(
             yield client
         finally:
             await client.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentitySuite:
+    """A mesh (its SPIRE server), a 3-member consensus cluster and one identity replica."""
+
+    mesh: Mesh
+    cluster: ConsensusCluster
+    identity: ServiceProcess
+
+
+@contextlib.contextmanager
+def identity_suite(root: Path, *, env: dict[str, str] | None = None) -> Iterator[IdentitySuite]:
+    """:class:`IdentitySuite` under ``root``, stopped on exit."""
+    mesh = Mesh(root / "mesh")
+    try:
+        cluster = consensus_cluster(mesh, root / "raft")
+        yield IdentitySuite(mesh, cluster, identity_service(mesh, cluster, env=env))
+    finally:
+        mesh.close()

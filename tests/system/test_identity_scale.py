@@ -13,12 +13,11 @@ import collections
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from tests.support.identity import identity_client, identity_service
-from tests.support.mesh import ConsensusCluster, Mesh, ServiceProcess, consensus_cluster
+from tests.support.identity import IdentitySuite, identity_client, identity_service, identity_suite
+from tests.support.mesh import Mesh
 from x0tta6bl4.identity.core.reconcile_plan import entry_id, is_owned
 from x0tta6bl4.identity.spire_api import SpireApi
 from x0tta6bl4.identity.v1 import identity_pb2 as pb
@@ -29,23 +28,12 @@ N = 1000
 CONCURRENCY = 64
 
 
-@dataclass
-class Scale:
-    mesh: Mesh
-    cluster: ConsensusCluster
-    identity: ServiceProcess
-
-
 @pytest.fixture(scope="module")
-def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scale]:
-    mesh = Mesh(tmp_path_factory.mktemp("identity-scale"))
-    try:
-        cluster = consensus_cluster(mesh, tmp_path_factory.mktemp("raft"))
-        # Passes are triggered by the changes themselves; the periodic one is far away.
-        identity = identity_service(mesh, cluster, env={"X0_IDENTITY_RECONCILE_INTERVAL_S": "600"})
-        yield Scale(mesh, cluster, identity)
-    finally:
-        mesh.close()
+def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentitySuite]:
+    # Passes are triggered by the changes themselves; the periodic one is far away.
+    env = {"X0_IDENTITY_RECONCILE_INTERVAL_S": "600"}
+    with identity_suite(tmp_path_factory.mktemp("identity-scale"), env=env) as suite:
+        yield suite
 
 
 def _workload(mesh: Mesh, i: int) -> pb.Workload:
@@ -71,7 +59,7 @@ async def _until_owned(spire: SpireApi, n: int, timeout_s: float) -> float:
     return time.monotonic() - t0
 
 
-async def test_1000_applied_workloads_all_reach_spire(scale: Scale) -> None:
+async def test_1000_applied_workloads_all_reach_spire(scale: IdentitySuite) -> None:
     mesh = scale.mesh
     gate = asyncio.Semaphore(CONCURRENCY)
     async with (
@@ -101,7 +89,7 @@ async def test_1000_applied_workloads_all_reach_spire(scale: Scale) -> None:
 
 
 async def test_a_replica_killed_mid_pass_leaves_no_duplicates_for_the_next(
-    scale: Scale,
+    scale: IdentitySuite,
 ) -> None:
     mesh = scale.mesh
     async with SpireApi(str(mesh.server.socket_path)) as spire:

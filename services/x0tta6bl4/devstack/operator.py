@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from x0tta6bl4.clients.consensus import ConsensusClient
 from x0tta6bl4.clients.identity import IdentityClient
@@ -12,6 +13,8 @@ from x0tta6bl4.devstack.plan import OPERATOR, Instance, SuitePlan
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
+
+ClientT = TypeVar("ClientT", ConsensusClient, IdentityClient)
 
 
 @contextlib.asynccontextmanager
@@ -28,35 +31,31 @@ async def operator_svids(plan: SuitePlan, timeout_s: float = 10.0) -> AsyncItera
 
 
 @contextlib.asynccontextmanager
-async def consensus_client(plan: SuitePlan) -> AsyncIterator[ConsensusClient]:
+async def _operator_client(
+    plan: SuitePlan, service: str, make: Callable[..., ClientT]
+) -> AsyncIterator[ClientT]:
+    """``make(svids, members, ...)`` on every instance of ``service``, as the operator."""
+    async with operator_svids(plan) as svids:
+        client = make(
+            svids,
+            [f"127.0.0.1:{i.grpc_port}" for i in plan.instances(service)],
+            caller_service=OPERATOR,
+            namespace=plan.namespace,
+        )
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+def consensus_client(plan: SuitePlan) -> contextlib.AbstractAsyncContextManager[ConsensusClient]:
     """A consensus client on every member of the local suite, as the operator."""
-    async with operator_svids(plan) as svids:
-        client = ConsensusClient(
-            svids,
-            [f"127.0.0.1:{i.grpc_port}" for i in plan.instances("consensus")],
-            caller_service=OPERATOR,
-            namespace=plan.namespace,
-        )
-        try:
-            yield client
-        finally:
-            await client.close()
+    return _operator_client(plan, "consensus", ConsensusClient)
 
 
-@contextlib.asynccontextmanager
-async def identity_client(plan: SuitePlan) -> AsyncIterator[IdentityClient]:
+def identity_client(plan: SuitePlan) -> contextlib.AbstractAsyncContextManager[IdentityClient]:
     """An identity client on every identity replica of the local suite, as the operator."""
-    async with operator_svids(plan) as svids:
-        client = IdentityClient(
-            svids,
-            [f"127.0.0.1:{i.grpc_port}" for i in plan.instances("identity")],
-            caller_service=OPERATOR,
-            namespace=plan.namespace,
-        )
-        try:
-            yield client
-        finally:
-            await client.close()
+    return _operator_client(plan, "identity", IdentityClient)
 
 
 async def whoami(

@@ -94,8 +94,10 @@ class TrustBundles:
 
     async def run(self, interval_s: float) -> None:
         while True:
-            with contextlib.suppress(ClientError, ValueError):
+            try:
                 await self.refresh()
+            except (ClientError, ValueError) as err:  # keep the last bundles; say why
+                log.warning("trust_bundles_refresh_failed", error=str(err))
             await asyncio.sleep(interval_s)
 
 
