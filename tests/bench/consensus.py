@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,8 @@ from typing import Any
 import psutil
 from grpc import aio
 
+from x0tta6bl4.devstack.procs import free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
@@ -64,12 +65,6 @@ SYSTEMS = ("x0tta6bl4", "x0tta6bl4-authz-off", "etcd", "pysyncobj", "grpc-floor"
 (``X0_KV_AUTHZ=off``): the two side by side are the cost of enforcing them."""
 PEERS = ("etcd", "pysyncobj", "grpc-floor")
 """Systems whose failure fails the run (everything but ours, which may be ``not built``)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

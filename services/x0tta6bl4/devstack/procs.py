@@ -94,9 +94,44 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}{detail}")
 
 
+_PORT_FLOOR = 22000  # above ``make up``'s block (17000..17200) and the suite test's bases
+_port_cursor: list[int] = []
+
+
+def _ephemeral_floor() -> int:
+    try:
+        low = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return int(low)
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 free now, taken from *below* the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` lies in the ephemeral range, which every
+    outgoing connection also draws from: between this call and the child's ``bind`` a
+    client socket could take it (CI lost a run to exactly that). Below the range only an
+    explicit bind can collide, and the cursor never hands the same port out twice in a
+    process until it wraps.
+    """
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    ceiling = _ephemeral_floor()
+    if ceiling - _PORT_FLOOR < 1000:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    span = ceiling - _PORT_FLOOR
+    if not _port_cursor:
+        _port_cursor.append((os.getpid() * 7919) % span)
+    for _ in range(span):
+        port = _PORT_FLOOR + _port_cursor[0]
+        _port_cursor[0] = (_port_cursor[0] + 1) % span
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {_PORT_FLOOR}..{ceiling}")
