@@ -92,7 +92,6 @@ bench-sync: deps ## sync vs pycrdt (bench-results/sync.json)
 	@$(PY) tests/bench/sync.py $(ARGS)
 
 bench-identity: deps tools ## identity: validation vs bare cryptography chain check; reconcile vs spire-server bulk create
-	@test -f tests/bench/identity_validation.py || { echo "bench-identity: validation bench not built yet (issue 12; branch wip/identity-validator)"; exit 1; }
 	@$(PY) tests/bench/identity_validation.py $(ARGS)
 	@$(PY) tests/bench/identity_reconcile.py $(ARGS)
 

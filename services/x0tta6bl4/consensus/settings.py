@@ -59,7 +59,7 @@ from x0tta6bl4.platform.config import (
 )
 from x0tta6bl4.platform.errors import ConfigError
 
-_ZONE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+_ZONE = re.compile(r"^[A-Za-z0-9._-]{1,63}\Z")
 
 
 @dataclass(frozen=True, slots=True)

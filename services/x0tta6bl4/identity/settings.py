@@ -36,7 +36,7 @@ def _socket(value: str) -> str:
 
 
 def _health_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+$", value.rstrip("/")):
+    if not re.match(r"^https?://[^/\s]+\Z", value.rstrip("/")):
         raise ValueError(f"must be http(s)://host:port, got {value!r}")
     return value.rstrip("/")
 

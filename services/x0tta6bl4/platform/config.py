@@ -31,8 +31,8 @@ SERVICES = ("identity", "policy", "consensus", "sync", "healer", "ops")
 TRUST_DOMAIN = "x0tta6bl4.mesh"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 EVENT_LOOPS = ("uvloop", "asyncio")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+\Z")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-_PORT = re.compile(r"^[0-9]{1,5}$")
+_PORT = re.compile(r"^[0-9]{1,5}\Z")
 
 
 def parse_host_port(value: str, *, allow_port_zero: bool = True) -> HostPort:
@@ -289,7 +289,7 @@ def _dependencies(value: str) -> dict[str, tuple[HostPort, ...]]:
 
 
 def _redis_url(value: str) -> str:
-    if not re.match(r"^(rediss?://[^/\s]+(/[0-9]+)?|unix:///\S+)$", value):
+    if not re.match(r"^(rediss?://[^/\s]+(/[0-9]+)?|unix:///\S+)\Z", value):
         raise ValueError(
             "must be redis://host:port[/db], rediss://host:port[/db] or unix:///path, "
             f"got {value!r}"

@@ -19,8 +19,8 @@ from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
-_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_LITERAL = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
+_LITERAL = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+\Z")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 
 

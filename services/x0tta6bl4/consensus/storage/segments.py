@@ -22,7 +22,7 @@ from .records import Record, parse_record_at
 MAGIC = b"X0WAL\x00v1"
 _SEG_HEADER = struct.Struct("<8sQI")
 SEGMENT_HEADER_SIZE = _SEG_HEADER.size
-_NAME = re.compile(r"^([0-9a-f]{16})\.wal$")
+_NAME = re.compile(r"^([0-9a-f]{16})\.wal\Z")
 
 
 def segment_name(seq: int) -> str:

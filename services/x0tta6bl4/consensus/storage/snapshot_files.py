@@ -42,7 +42,7 @@ from .errors import SnapshotCorrupt, StorageError, storage_error
 MAGIC = b"X0SNAPv1"
 _FIXED = struct.Struct("<8sQQQQ32sII")  # magic index term raw comp sha256 raw_crc meta_len
 _CRC = struct.Struct("<I")
-_NAME = re.compile(r"^(\d{20})-(\d{20})\.snap$")
+_NAME = re.compile(r"^(\d{20})-(\d{20})\.snap\Z")
 _TEMP_PREFIX = ".snap-"
 _TEMP_SUFFIX = ".tmp"
 MAX_META = 1 << 20

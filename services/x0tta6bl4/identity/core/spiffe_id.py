@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 
 MAX_BYTES = 2048
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+\Z")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ MAX_TTL_S = 30 * 24 * 3600
 MAX_SELECTORS = 32
 MAX_DNS_NAMES = 32
 MAX_HINT = 1024
-_SELECTOR_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SELECTOR_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 _DNS_NAME = re.compile(
     r"^(?=.{1,253}$)(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"

@@ -79,6 +79,7 @@ def verify_chain(
     if not authorities:
         return ChainResult(failed(CHECK, f"no trust bundle for trust domain {trust_domain}"))
     store = (stores or StoreCache()).get(authorities)
+    now = now.replace(microsecond=0)  # X.509 times are whole seconds; judge at the second
     verifier = (
         PolicyBuilder()
         .store(store)
@@ -94,10 +95,18 @@ def verify_chain(
             failed(
                 CHECK,
                 f"does not verify against the {trust_domain} bundle at "
-                f"{now.isoformat()}: {_clean(err)}",
+                f"{now.isoformat()}: {_diagnose(leaf, intermediates, authorities, now, err)}",
             )
         )
     chain = tuple(verified.chain)
+    if len(chain) < 2:
+        return ChainResult(
+            failed(
+                CHECK,
+                f"the leaf is itself a trust anchor of the {trust_domain} bundle; an X.509-SVID "
+                "must be issued by one of the bundle's authorities",
+            )
+        )
     anchor = chain[-1].subject.rfc4514_string() or "(empty subject)"
     return ChainResult(
         passed(
@@ -109,6 +118,44 @@ def verify_chain(
     )
 
 
-def _clean(err: VerificationError) -> str:
-    text = str(err)
-    return text.removeprefix("validation failed: ")
+def _diagnose(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    authorities: Sequence[x509.Certificate],
+    now: dt.datetime,
+    err: VerificationError,
+) -> str:
+    """Why verification failed, in words where it is plain from the certificates (a presented
+    certificate outside its validity period; an issuer neither presented nor in the bundle),
+    else cryptography's own message."""
+    detail = str(err).removeprefix("validation failed: ")
+    for position, cert in enumerate([leaf, *intermediates]):
+        what = "the leaf" if position == 0 else f"certificate {position}"
+        what += f" ({cert.subject.rfc4514_string() or 'empty subject'})"
+        if now > cert.not_valid_after_utc:
+            return f"{what} expired: its notAfter is {cert.not_valid_after_utc.isoformat()}"
+        if now < cert.not_valid_before_utc:
+            return (
+                f"{what} is not yet valid: its notBefore is {cert.not_valid_before_utc.isoformat()}"
+            )
+    anchors = {c.subject for c in authorities}
+    presented = {c.subject: c for c in intermediates}
+    current, seen = leaf, set()
+    while current.issuer not in anchors:
+        if current.issuer == current.subject:
+            return (
+                f"unknown issuer: {current.subject.rfc4514_string() or 'empty subject'} is "
+                f"self-issued and not an authority of the bundle ({detail})"
+            )
+        issuer = presented.get(current.issuer)
+        if issuer is None:
+            return (
+                f"unknown issuer: {current.issuer.rfc4514_string() or 'empty name'} (issuer of "
+                f"{current.subject.rfc4514_string() or 'empty subject'}) is neither presented "
+                f"nor an authority of the bundle ({detail})"
+            )
+        if issuer in seen:
+            break
+        seen.add(issuer)
+        current = issuer
+    return detail

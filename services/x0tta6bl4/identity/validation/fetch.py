@@ -36,6 +36,22 @@ class Fetcher(Protocol):
         ...
 
 
+def check_fetchable(url: str) -> None:
+    """``FetchError`` unless ``url`` is an ``http``/``https`` URL with a host, a valid port
+    and only printable ASCII (distribution points come from certificates: anything goes)."""
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise FetchError(f"{url!r}: not a URL (spaces, control or non-ASCII characters)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # ValueError for a port out of range or not a number
+    except ValueError as err:
+        raise FetchError(f"{url!r}: not a valid URL ({err})") from None
+    if parts.scheme not in ("http", "https"):
+        raise FetchError(f"{url}: unsupported URL scheme {parts.scheme or '(none)'!r}")
+    if not parts.hostname:
+        raise FetchError(f"{url}: the URL has no host")
+
+
 class HttpFetcher:
     """:class:`Fetcher` over httpx, one connection pool; ``aclose()`` when done."""
 
@@ -74,9 +90,7 @@ class HttpFetcher:
     async def _fetch(
         self, method: str, url: str, *, content: bytes | None, headers: dict[str, str], limit: int
     ) -> bytes:
-        scheme = urllib.parse.urlsplit(url).scheme
-        if scheme not in ("http", "https"):
-            raise FetchError(f"{url}: unsupported URL scheme {scheme or '(none)'!r}")
+        check_fetchable(url)
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await self._read(method, url, content, headers, limit)
@@ -88,6 +102,8 @@ class HttpFetcher:
             raise FetchError(f"{url}: cannot connect ({err or type(err).__name__})") from None
         except httpx.HTTPError as err:
             raise FetchError(f"{url}: HTTP error ({err or type(err).__name__})") from None
+        except (httpx.InvalidURL, ValueError, OSError) as err:  # a URL httpx will not send
+            raise FetchError(f"{url!r}: cannot be fetched ({err or type(err).__name__})") from None
 
     async def _read(
         self, method: str, url: str, content: bytes | None, headers: dict[str, str], limit: int

@@ -25,7 +25,7 @@ from x0tta6bl4.identity.validation.verdict import Check, failed, passed, skipped
 
 SPKI_CHECK = "pin.spki"
 SPIFFE_ID_CHECK = "pin.spiffe_id"
-_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def spki_pin_digest(pin: str) -> bytes:
@@ -34,7 +34,7 @@ def spki_pin_digest(pin: str) -> bytes:
     if text.lower().startswith("sha256/"):
         text = text[len("sha256/") :]
     hex_text = text.replace(":", "")
-    if _HEX.match(hex_text):
+    if _HEX.fullmatch(hex_text):
         return bytes.fromhex(hex_text)
     try:
         padded = text + "=" * (-len(text) % 4)

@@ -33,7 +33,7 @@ from x0tta6bl4.identity.validation.pins import check_spiffe_id_pin, spki_pin_dig
 
 DEFAULT_POLICY = "default"
 MAX_INPUT_BYTES = 256 * 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _CHAIN_LEN_LIMIT = 64
 _INPUT_LIMIT = 16 * 1024 * 1024
 
@@ -72,7 +72,7 @@ class ValidationPolicy:
     max_input_bytes: int = MAX_INPUT_BYTES
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise PolicyFieldError("name", "must be 1-64 letters, digits, '_', '.', '-'")
         for flag in ("check_ocsp", "check_crl", "ocsp_soft_fail", "crl_soft_fail"):
             if not isinstance(getattr(self, flag), bool):
@@ -129,7 +129,7 @@ def parse_policies(
         )
     policies = {DEFAULT_POLICY: ValidationPolicy()}
     for name, body in raw.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise PolicyFieldError(
                 f"{where}.{name}", "a policy name must be 1-64 letters, digits, '_', '.', '-'"
             )
@@ -161,9 +161,16 @@ def _coerce(location: str, key: str, value: Any) -> Any:
 def _check_url(name: str, url: str) -> None:
     if not isinstance(url, str):
         raise PolicyFieldError(name, f"must be a URL string, got {url!r}")
-    parts = urllib.parse.urlsplit(url)
+    problem = f"must be an http:// or https:// URL with a host, got {url!r}"
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise PolicyFieldError(name, problem + " (spaces, control or non-ASCII characters)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # ValueError for a port out of range or not a number
+    except ValueError as err:
+        raise PolicyFieldError(name, f"{problem} ({err})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PolicyFieldError(name, f"must be an http:// or https:// URL with a host, got {url!r}")
+        raise PolicyFieldError(name, problem)
 
 
 def _check_int(name: str, value: int, low: int, high: int) -> None:

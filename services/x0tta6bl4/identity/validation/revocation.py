@@ -6,9 +6,10 @@ certificate (issuer name and key hashes, serial), is signed by the issuer itself
 delegated responder certificate that the issuer signed, that carries id-kp-OCSPSigning and is
 valid now, echoes the nonce, and is current (thisUpdate <= now + skew, nextUpdate >= now).
 CRLs (RFC 5280): :func:`evaluate_crl` accepts a CRL only if the issuer's name and key match,
-it is complete (not a delta, not indirect, not partitioned by reasons) and fresh
-(nextUpdate >= now). Anything unacceptable raises :class:`Unverifiable` with the reason; a
-revocation is an :class:`Answer`, never a problem, so it can never be soft-failed.
+the issuer may sign CRLs (cRLSign, if it has a key usage), and the CRL is complete (not a
+delta, not indirect, not partitioned by reasons) and fresh (nextUpdate >= now). Anything
+unacceptable raises :class:`Unverifiable` with the reason; a revocation is an
+:class:`Answer`, never a problem, so it can never be soft-failed.
 """
 
 from __future__ import annotations
@@ -146,6 +147,16 @@ def evaluate_crl(
             f"it is issued by {crl.issuer.rfc4514_string()}, not by "
             f"{issuer.subject.rfc4514_string()}"
         )
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        pass
+    else:
+        if not usage.crl_sign:  # RFC 5280 6.3.3 (f)
+            raise Unverifiable(
+                f"its issuer {issuer.subject.rfc4514_string()} may not sign CRLs "
+                "(key usage lacks cRLSign)"
+            )
     try:
         valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
     except (TypeError, UnsupportedAlgorithm, ValueError) as err:
