@@ -124,6 +124,12 @@ def _identity(args: argparse.Namespace) -> int:
     return run(args, _state_dir(args))
 
 
+def _policy(args: argparse.Namespace) -> int:
+    from x0tta6bl4.cli_policy import run
+
+    return run(args, _state_dir(args))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="x0", description="x0tta6bl4 control-plane suite")
     sub = top.add_subparsers(dest="command", required=True)
@@ -167,12 +173,15 @@ def parser() -> argparse.ArgumentParser:
     )
     kv.set_defaults(run=_kv)
     from x0tta6bl4.cli_identity import add_parser as add_identity
+    from x0tta6bl4.cli_policy import add_parser as add_policy
 
-    identity = add_identity(sub)
-    identity.add_argument(
-        "--state-dir", help=f"suite state directory (default {DEFAULT_STATE_DIR} or $X0_SUITE_DIR)"
-    )
-    identity.set_defaults(run=_identity)
+    for add, run in ((add_identity, _identity), (add_policy, _policy)):
+        group = add(sub)
+        group.add_argument(
+            "--state-dir",
+            help=f"suite state directory (default {DEFAULT_STATE_DIR} or $X0_SUITE_DIR)",
+        )
+        group.set_defaults(run=run)
     return top
 
 

@@ -113,7 +113,13 @@ class Documents:
         return self._key(name, "rev", f"{number:012d}")
 
     async def _append(
-        self, name: str, content: bytes, message: str, *, activate_expected: int | None
+        self,
+        name: str,
+        content: bytes,
+        message: str,
+        *,
+        activate_expected: int | None,
+        author: str | None = None,
     ) -> Revision:
         head_key, current_key = self._key(name, "head"), self._key(name, "current")
         for _ in range(MAX_ATTEMPTS):
@@ -126,7 +132,7 @@ class Documents:
                 content,
                 hashlib.sha256(content).hexdigest(),
                 _number(current),
-                self.author,
+                author or self.author,
                 message,
                 dt.datetime.now(dt.UTC),
             )
@@ -156,9 +162,12 @@ class Documents:
             f"{name}: the current revision is {actual}, not the expected {expected}",
         )
 
-    async def propose(self, name: str, content: bytes, message: str = "") -> Revision:
-        """A new immutable revision (not active until :meth:`activate`)."""
-        return await self._append(name, content, message, activate_expected=None)
+    async def propose(
+        self, name: str, content: bytes, message: str = "", *, author: str | None = None
+    ) -> Revision:
+        """A new immutable revision (not active until :meth:`activate`); ``author`` (default:
+        this store's) is the SPIFFE ID recorded as its writer."""
+        return await self._append(name, content, message, activate_expected=None, author=author)
 
     async def get(self, name: str, number: int) -> Revision:
         kv = await self._client.get(self._rev_key(name, number))
@@ -194,13 +203,36 @@ class Documents:
             raise self._conflict(name, expected, await self.current_number(name))
         return revision
 
-    async def rollback(self, name: str, to: int, *, expected: int) -> Revision:
+    async def rollback(
+        self, name: str, to: int, *, expected: int, author: str | None = None
+    ) -> Revision:
         """A new revision with revision ``to``'s content, activated if the current one is
         ``expected``, in one transaction."""
         earlier = await self.get(name, to)
         return await self._append(
-            name, earlier.content, f"rollback to revision {to}", activate_expected=expected
+            name,
+            earlier.content,
+            f"rollback to revision {to}",
+            activate_expected=expected,
+            author=author,
         )
+
+    async def head(self, name: str) -> int:
+        """The highest revision number written (0: none)."""
+        return _number(await self._client.get(self._key(name, "head")))
+
+    async def newest(self, name: str, *, below: int = 0, limit: int = 50) -> list[Revision]:
+        """Up to ``limit`` revisions numbered below ``below`` (0: from the newest), newest
+        first, in one read."""
+        top = (await self.head(name)) if below <= 0 else below - 1
+        if top <= 0 or limit <= 0:
+            return []
+        first = max(1, top - limit + 1)
+        prefix = keys.prefix(self._owner, "docs", name, "rev")
+        result = await self._client.range(
+            prefix, limit=top - first + 1, start_key=self._rev_key(name, first)
+        )
+        return [Revision.from_json(name, kv.value) for kv in reversed(result.kvs)]
 
     async def history(self, name: str) -> list[Revision]:
         """Every revision, oldest first."""

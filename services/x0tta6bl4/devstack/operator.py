@@ -9,12 +9,13 @@ from typing import TypeVar
 
 from x0tta6bl4.clients.consensus import ConsensusClient
 from x0tta6bl4.clients.identity import IdentityClient
+from x0tta6bl4.clients.policy import PolicyClient
 from x0tta6bl4.devstack.plan import OPERATOR, Instance, SuitePlan
 from x0tta6bl4.platform.client import MeshClient
 from x0tta6bl4.platform.svid import SvidSource
 from x0tta6bl4.platform.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
-ClientT = TypeVar("ClientT", ConsensusClient, IdentityClient)
+ClientT = TypeVar("ClientT", ConsensusClient, IdentityClient, PolicyClient)
 
 
 @contextlib.asynccontextmanager
@@ -56,6 +57,11 @@ def consensus_client(plan: SuitePlan) -> contextlib.AbstractAsyncContextManager[
 def identity_client(plan: SuitePlan) -> contextlib.AbstractAsyncContextManager[IdentityClient]:
     """An identity client on every identity replica of the local suite, as the operator."""
     return _operator_client(plan, "identity", IdentityClient)
+
+
+def policy_client(plan: SuitePlan) -> contextlib.AbstractAsyncContextManager[PolicyClient]:
+    """A policy client on every policy replica of the local suite, as the operator."""
+    return _operator_client(plan, "policy", PolicyClient)
 
 
 async def whoami(
