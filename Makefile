@@ -49,7 +49,7 @@ down: deps ## stop the local suite; no process is left behind
 	@$(VENV)/bin/x0 down
 
 test-policy: tools ## opa test of the authorisation policy
-	@$(TOOLS_BIN)/opa test services/x0tta6bl4/platform/rego -v | tail -n 3
+	@set -o pipefail; $(TOOLS_BIN)/opa test services/x0tta6bl4/platform/rego services/x0tta6bl4/policy/rego -v | tail -n 3
 
 test-unit: deps ## pure cores and units (fast)
 	@$(PYTEST) tests/unit
@@ -77,8 +77,8 @@ lint: deps tools ## ruff, mypy --strict, import-linter, buf lint, opa check
 	@$(VENV)/bin/mypy services/x0tta6bl4
 	@$(VENV)/bin/lint-imports
 	@$(TOOLS_BIN)/buf lint
-	@$(TOOLS_BIN)/opa check --strict services/x0tta6bl4/platform/rego
-	@$(TOOLS_BIN)/opa fmt --fail -l services/x0tta6bl4/platform/rego
+	@$(TOOLS_BIN)/opa check --strict services/x0tta6bl4/platform/rego services/x0tta6bl4/policy/rego
+	@$(TOOLS_BIN)/opa fmt --fail -l services/x0tta6bl4/platform/rego services/x0tta6bl4/policy/rego
 	@echo "lint clean"
 
 bench: bench-consensus bench-sync bench-identity ## all benchmarks, side by side with their peers

@@ -31,7 +31,7 @@ from grpc import aio
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from x0tta6bl4.platform.authz import SELECTED_METADATA, Decision, OpaAuthorizer
+from x0tta6bl4.platform.authz import SELECTED_METADATA, Decision, OpaAuthorizer, source_ip
 from x0tta6bl4.platform.errors import ServiceError
 from x0tta6bl4.platform.peer import caller_spiffe_id, set_current_caller
 from x0tta6bl4.platform.telemetry import (
@@ -58,7 +58,7 @@ def _split(full_method: str) -> tuple[str, str]:
 
 _OK = grpc.StatusCode.OK
 _SELECTED = frozenset(SELECTED_METADATA)
-_AuthzKey = tuple[str, str, tuple[tuple[str, str], ...]]
+_AuthzKey = tuple[str, str, tuple[tuple[str, str], ...], str]
 
 
 class _MethodMetrics:
@@ -139,8 +139,10 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         # cache) wait for that one answer instead of each asking OPA again.
         self._deciding: dict[_AuthzKey, asyncio.Future[Decision]] = {}
 
-    async def _decide(self, caller: str, full_method: str, metadata: dict[str, str]) -> Decision:
-        key = (caller, full_method, tuple(sorted(metadata.items())))
+    async def _decide(
+        self, caller: str, full_method: str, metadata: dict[str, str], source: str
+    ) -> Decision:
+        key = (caller, full_method, tuple(sorted(metadata.items())), source)
         pending = self._deciding.get(key)
         if pending is not None:
             try:
@@ -153,7 +155,7 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._deciding[key] = future
         try:
-            decision = await self._authz.decide(caller, full_method, metadata)
+            decision = await self._authz.decide(caller, full_method, metadata, source)
         except BaseException as err:
             if isinstance(err, Exception):
                 future.set_exception(err)
@@ -203,7 +205,7 @@ class PlatformInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         set_current_caller(caller)
         # Only the keys the authorizer looks at (it selects the same ones).
         metadata = {str(k): str(v) for k, v in invocation_metadata if k in _SELECTED}
-        decision = await self._decide(caller, full_method, metadata)
+        decision = await self._decide(caller, full_method, metadata, source_ip(context.peer()))
         if recording:
             span.set_attribute("x0.authz.decision_id", decision.decision_id)
             span.set_attribute("x0.authz.allowed", decision.allowed)

@@ -45,7 +45,10 @@ open_to_members := {
 # A revoked (banned) SPIFFE ID is denied everything, health and WhoAmI included. The identity
 # service publishes the bans as a bundle (data.x0tta6bl4.revocations: id -> {reason, until});
 # "until" is RFC 3339 UTC with microseconds like input.time, "" for a ban until lifted.
-# Before the first bundle has loaded there is no ban to apply.
+# Before the first bundle has loaded there is no ban to apply. mesh.rego reads it too
+# (data.x0tta6bl4.authz.revoked, always a boolean): a ban beats every policy rule and break-glass.
+default revoked := false
+
 revoked if {
 	ban := data.x0tta6bl4.revocations[input.caller]
 	ban.until == ""
