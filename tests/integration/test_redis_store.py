@@ -219,3 +219,45 @@ def test_urls_in_errors_have_no_password() -> None:
     assert masked_url("rediss://app:s3cret@h:6380") == "rediss://app:***@h:6380"
     assert masked_url("unix:///run/redis.sock?password=s3cret") == "unix:///run/redis.sock"
     assert masked_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+async def test_hashes_sorted_sets_and_streams_round_trip(store: RedisStore) -> None:
+    assert await store.hset("x0:h", {"a": "1", "b": b"\x00"}) == 2
+    assert await store.hset("x0:h", {"a": "2"}) == 0
+    assert await store.hgetall("x0:h") == {"a": b"2", "b": b"\x00"}
+    assert await store.hgetall("x0:none") == {}
+
+    assert await store.zadd("x0:z", {"old": 1.0, "new": 5.0}) == 2
+    assert await store.zrange_by_score("x0:z", 2.0) == ["new"]
+    assert await store.zrem_by_score("x0:z", float("-inf"), 2.0) == 1
+    assert await store.zrange_by_score("x0:z") == ["new"]
+
+    ids = [await store.xadd("x0:s", {"n": str(i)}) for i in range(5)]
+    assert await store.xlen("x0:s") == 5
+    assert [f["n"] for _, f in await store.xrange("x0:s")] == [b"0", b"1", b"2", b"3", b"4"]
+    newest = await store.xrevrange("x0:s", count=2)
+    assert [entry_id for entry_id, _ in newest] == [ids[4], ids[3]]
+    assert [i for i, _ in await store.xrevrange("x0:s", f"({ids[3]}", ids[1])] == ids[1:3][::-1]
+    assert await store.xtrim("x0:s", minid=ids[1]) == 1  # exact trimming, counted
+    assert await store.xtrim("x0:s", maxlen=2) == 2
+    assert [i for i, _ in await store.xrange("x0:s")] == ids[3:]
+    await store.xadd("x0:s", {"n": "5"}, maxlen=2)
+    assert await store.xlen("x0:s") == 2
+    with pytest.raises(ValueError, match="exactly one of maxlen and minid"):
+        await store.xtrim("x0:s")
+
+    replies = await (
+        store.batch()
+        .xadd("x0:t", {"n": "a"})
+        .xadd("x0:t", {"n": "b"})
+        .xtrim("x0:t", maxlen=1)
+        .hset("x0:h2", {"k": "v"})
+        .hgetall("x0:h2")
+        .zadd("x0:z2", {"m": 1.0})
+        .zrem_by_score("x0:z2", 0, 2)
+        .execute()
+    )
+    assert isinstance(replies[0], str) and replies[0] < replies[1]
+    assert replies[2:] == [1, 1, {"k": b"v"}, 1, 1]
+    with pytest.raises(RedisCommandError, match=r"HGETALL failed: .*WRONGTYPE"):
+        await store.hgetall("x0:s")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Value = bytes | str | int | float
+StreamEntry = tuple[str, dict[str, bytes]]  # (entry id "ms-seq", fields)
 
 REDIS_COMMANDS = Counter(
     "x0tta6bl4_redis_commands",
@@ -193,6 +194,94 @@ class RedisStore:
         ms = _milliseconds(ttl_s)
         return bool(await self._run("PEXPIRE", lambda: self._redis.pexpire(key, ms)))
 
+    async def hset(self, key: str, fields: Mapping[str, Value]) -> int:
+        """Set ``fields`` of the hash at ``key``; how many fields are new."""
+        mapping: dict[Any, Any] = dict(fields)
+        return int(await self._run("HSET", lambda: self._redis.hset(key, mapping=mapping)))
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        """Every field of the hash at ``key`` ({} if it is not set)."""
+        reply: Any = await self._run("HGETALL", lambda: self._redis.hgetall(key))
+        return _hash(reply)
+
+    async def zadd(self, key: str, members: Mapping[str, float]) -> int:
+        """Add ``members`` with their scores to the sorted set at ``key`` (updating the scores
+        of members already in it); how many are new."""
+        mapping: dict[Any, Any] = dict(members)
+        reply: Any = await self._run("ZADD", lambda: self._redis.zadd(key, mapping))
+        return int(reply)
+
+    async def zrange_by_score(
+        self, key: str, low: float = float("-inf"), high: float = float("inf")
+    ) -> list[str]:
+        """Members of the sorted set at ``key`` with ``low <= score <= high``, lowest first."""
+        reply: Any = await self._run(
+            "ZRANGEBYSCORE", lambda: self._redis.zrangebyscore(key, low, high)
+        )
+        return [bytes(member).decode() for member in reply]
+
+    async def zrem_by_score(self, key: str, low: float, high: float) -> int:
+        """Remove the members with ``low <= score <= high``; how many were removed."""
+        return int(
+            await self._run(
+                "ZREMRANGEBYSCORE", lambda: self._redis.zremrangebyscore(key, low, high)
+            )
+        )
+
+    async def xadd(
+        self,
+        key: str,
+        fields: Mapping[str, Value],
+        *,
+        maxlen: int | None = None,
+        minid: str | None = None,
+    ) -> str:
+        """Append an entry to the stream at ``key`` (id chosen by Redis, ``"<ms>-<seq>"``),
+        trimming it exactly to at most ``maxlen`` entries and/or to ids >= ``minid``; the new
+        entry's id. (:meth:`xtrim` does the same trimming and says how much it removed.)"""
+        _check_trim(maxlen, minid)
+        mapping: dict[Any, Any] = dict(fields)
+        reply: Any = await self._run(
+            "XADD",
+            lambda: self._redis.xadd(key, mapping, maxlen=maxlen, minid=minid, approximate=False),
+        )
+        return bytes(reply).decode()
+
+    async def xtrim(self, key: str, *, maxlen: int | None = None, minid: str | None = None) -> int:
+        """Trim the stream at ``key`` exactly to ``maxlen`` entries or to ids >= ``minid``
+        (exactly one of them); how many entries were removed."""
+        _check_trim(maxlen, minid, one=True)
+        return int(
+            await self._run(
+                "XTRIM",
+                lambda: self._redis.xtrim(key, maxlen=maxlen, minid=minid, approximate=False),
+            )
+        )
+
+    async def xlen(self, key: str) -> int:
+        """How many entries the stream at ``key`` holds (0 if it is not set)."""
+        return int(await self._run("XLEN", lambda: self._redis.xlen(key)))
+
+    async def xrange(
+        self, key: str, start: str = "-", end: str = "+", *, count: int | None = None
+    ) -> list[StreamEntry]:
+        """Entries of the stream at ``key`` with ``start <= id <= end`` (``"(id"`` excludes
+        it), oldest first, at most ``count``."""
+        reply: Any = await self._run(
+            "XRANGE", lambda: self._redis.xrange(key, start, end, count=count)
+        )
+        return _entries(reply)
+
+    async def xrevrange(
+        self, key: str, end: str = "+", start: str = "-", *, count: int | None = None
+    ) -> list[StreamEntry]:
+        """Entries of the stream at ``key`` with ``start <= id <= end`` (``"(id"`` excludes
+        it), newest first, at most ``count``."""
+        reply: Any = await self._run(
+            "XREVRANGE", lambda: self._redis.xrevrange(key, end, start, count=count)
+        )
+        return _entries(reply)
+
     def batch(self, *, transaction: bool = True) -> RedisBatch:
         """Commands sent together in one round trip (atomically, as MULTI/EXEC, unless
         ``transaction=False``): queue them on the batch, then ``await batch.execute()``."""
@@ -216,7 +305,8 @@ class RedisStore:
 
 class RedisBatch:
     """Commands queued for one round trip; :meth:`execute` returns their replies in order
-    (GET → bytes or None, SET/PEXPIRE → bool, DEL/INCRBY → int)."""
+    (GET → bytes or None, SET/PEXPIRE → bool, XADD → the entry id as str, HGETALL → dict,
+    DEL/INCRBY/HSET/ZADD/ZREMRANGEBYSCORE/XTRIM → int)."""
 
     def __init__(self, pipeline: Any, run: Callable[[str, Callable[[], Awaitable[Any]]], Any]):
         self._pipeline = pipeline
@@ -248,6 +338,45 @@ class RedisBatch:
         self._names.append("PEXPIRE")
         return self
 
+    def hset(self, key: str, fields: Mapping[str, Value]) -> RedisBatch:
+        self._pipeline.hset(key, mapping=dict(fields))
+        self._names.append("HSET")
+        return self
+
+    def hgetall(self, key: str) -> RedisBatch:
+        self._pipeline.hgetall(key)
+        self._names.append("HGETALL")
+        return self
+
+    def zadd(self, key: str, members: Mapping[str, float]) -> RedisBatch:
+        self._pipeline.zadd(key, dict(members))
+        self._names.append("ZADD")
+        return self
+
+    def zrem_by_score(self, key: str, low: float, high: float) -> RedisBatch:
+        self._pipeline.zremrangebyscore(key, low, high)
+        self._names.append("ZREMRANGEBYSCORE")
+        return self
+
+    def xadd(
+        self,
+        key: str,
+        fields: Mapping[str, Value],
+        *,
+        maxlen: int | None = None,
+        minid: str | None = None,
+    ) -> RedisBatch:
+        _check_trim(maxlen, minid)
+        self._pipeline.xadd(key, dict(fields), maxlen=maxlen, minid=minid, approximate=False)
+        self._names.append("XADD")
+        return self
+
+    def xtrim(self, key: str, *, maxlen: int | None = None, minid: str | None = None) -> RedisBatch:
+        _check_trim(maxlen, minid, one=True)
+        self._pipeline.xtrim(key, maxlen=maxlen, minid=minid, approximate=False)
+        self._names.append("XTRIM")
+        return self
+
     async def execute(self) -> list[Any]:
         """Send the queued commands; their replies (a command's error is raised, as
         :class:`RedisCommandError`)."""
@@ -264,4 +393,23 @@ def _typed(name: str, reply: Any) -> Any:
         return None if reply is None else bytes(reply)
     if name in ("SET", "PEXPIRE"):
         return bool(reply)
+    if name == "XADD":
+        return bytes(reply).decode()
+    if name == "HGETALL":
+        return _hash(reply)
     return int(reply)
+
+
+def _check_trim(maxlen: int | None, minid: str | None, *, one: bool = False) -> None:
+    if maxlen is not None and maxlen < 0:
+        raise ValueError(f"maxlen must not be negative, got {maxlen}")
+    if one and (maxlen is None) == (minid is None):
+        raise ValueError("give exactly one of maxlen and minid")
+
+
+def _hash(reply: Any) -> dict[str, bytes]:
+    return {bytes(k).decode(): bytes(v) for k, v in (reply or {}).items()}
+
+
+def _entries(reply: Any) -> list[StreamEntry]:
+    return [(bytes(entry_id).decode(), _hash(fields)) for entry_id, fields in reply or []]
